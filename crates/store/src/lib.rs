@@ -1,0 +1,87 @@
+//! Storage for Mandate: one trait in domain terms, and its engines.
+//!
+//! Every change to the registry travels as a [`Mutation`] together with the ledger [`Event`]s
+//! that record it. An engine applies the mutation and appends its receipts **in one
+//! transaction**; if a receipt cannot be written, the mutation is rolled back and the caller gets
+//! [`StoreError::Unavailable`] (fail closed, DESIGN §6 / SECURITY line 1). Engines group-commit:
+//! many mutations share one transaction and one fsync, and each caller is answered only once the
+//! transaction holding its receipt is durable.
+//!
+//! Engines: [`sqlite::SqliteStore`] (embedded default). The trait is shaped so that a PostgreSQL
+//! engine can implement it and pass the same conformance suite ([`conformance`]).
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+mod error;
+mod model;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use mandate_core::id::{AgentId, GateId, HumanId, TenantId};
+use mandate_core::receipt::Event;
+
+pub use error::StoreError;
+pub use mandate_core::clock::Clock;
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0)
+    }
+}
+pub use model::*;
+
+/// The storage of one Mandate deployment.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies `mutation` and appends `receipts` atomically; returns once durable.
+    async fn commit(&self, mutation: Mutation, receipts: Vec<(TenantId, Event)>)
+    -> Result<Applied, StoreError>;
+
+    /// Whether no tenant exists yet (first start).
+    async fn is_empty(&self) -> Result<bool, StoreError>;
+
+    /// The principal holding the API key whose SHA-256 is `hash`, if the key and its human are
+    /// active.
+    async fn principal_by_api_key(&self, hash: [u8; 32]) -> Result<Option<Principal>, StoreError>;
+
+    /// A tenant.
+    async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError>;
+
+    /// A human of `tenant`.
+    async fn human(&self, tenant: &TenantId, id: &HumanId) -> Result<Option<Human>, StoreError>;
+
+    /// Humans of `tenant`, ordered by id.
+    async fn humans(&self, tenant: &TenantId, page: &Page) -> Result<Vec<Human>, StoreError>;
+
+    /// An agent of `tenant`, with its keys.
+    async fn agent(&self, tenant: &TenantId, id: &AgentId) -> Result<Option<Agent>, StoreError>;
+
+    /// Agents of `tenant`, ordered by id.
+    async fn agents(
+        &self,
+        tenant: &TenantId,
+        filter: &AgentFilter,
+        page: &Page,
+    ) -> Result<Vec<Agent>, StoreError>;
+
+    /// A gate of `tenant`, with its keys.
+    async fn gate(&self, tenant: &TenantId, id: &GateId) -> Result<Option<Gate>, StoreError>;
+
+    /// Gates of `tenant`, ordered by id.
+    async fn gates(&self, tenant: &TenantId, page: &Page) -> Result<Vec<Gate>, StoreError>;
+
+    /// Receipts of `tenant` with `seq > after`, ascending, at most `limit`.
+    async fn receipts(
+        &self,
+        tenant: &TenantId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredReceipt>, StoreError>;
+}

@@ -1,0 +1,311 @@
+//! Domain records as the store keeps them.
+
+use mandate_core::id::{AgentId, ApiKeyId, GateId, HumanId, TenantId};
+use mandate_core::jwk::PublicJwk;
+use serde::{Deserialize, Serialize};
+
+/// An organisation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    /// Id.
+    pub id: TenantId,
+    /// Unique name.
+    pub name: String,
+    /// The first tenant, whose owners may create other tenants.
+    pub operator: bool,
+    /// Unix ms.
+    pub created_at: i64,
+}
+
+/// A human's role in their tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything, including creating owners.
+    Owner,
+    /// Everything except creating owners.
+    Admin,
+    /// Read-only.
+    Auditor,
+}
+
+/// Lifecycle of a human.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HumanStatus {
+    /// Can act.
+    Active,
+    /// Offboarded; final.
+    Revoked,
+}
+
+/// A person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Human {
+    /// Id.
+    pub id: HumanId,
+    /// Tenant.
+    pub tenant: TenantId,
+    /// Display name.
+    pub name: String,
+    /// Unique within the tenant.
+    pub email: String,
+    /// Role.
+    pub role: Role,
+    /// Status.
+    pub status: HumanStatus,
+    /// Unix ms.
+    pub created_at: i64,
+}
+
+/// Lifecycle of an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentStatus {
+    /// Can act.
+    Active,
+    /// Temporarily disabled; can be resumed.
+    Suspended,
+    /// Disabled for good.
+    Revoked,
+}
+
+/// Lifecycle of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStatus {
+    /// Usable.
+    Active,
+    /// No longer usable.
+    Retired,
+}
+
+/// A public key registered to an agent or gate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// RFC 7638 thumbprint.
+    pub kid: String,
+    /// The key.
+    pub jwk: PublicJwk,
+    /// Status.
+    pub status: KeyStatus,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms, when retired.
+    pub retired_at: Option<i64>,
+}
+
+impl KeyRecord {
+    /// A new active key.
+    pub fn new(jwk: PublicJwk, now: i64) -> Self {
+        Self {
+            kid: jwk.thumbprint(),
+            jwk,
+            status: KeyStatus::Active,
+            created_at: now,
+            retired_at: None,
+        }
+    }
+}
+
+/// An agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agent {
+    /// Id.
+    pub id: AgentId,
+    /// Tenant.
+    pub tenant: TenantId,
+    /// The accountable human.
+    pub owner: HumanId,
+    /// Unique within the tenant.
+    pub name: String,
+    /// Declared purpose.
+    pub purpose: String,
+    /// The most it may ever be delegated (validated `authorization_details`).
+    pub ceiling: serde_json::Value,
+    /// Hex commitment over name, purpose and ceiling.
+    pub commitment: String,
+    /// Status.
+    pub status: AgentStatus,
+    /// Trust score 0–100.
+    pub trust: u8,
+    /// Keys, oldest first.
+    pub keys: Vec<KeyRecord>,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms of last authenticated use.
+    pub last_seen_at: Option<i64>,
+}
+
+/// A gate (resource server) registered as a client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gate {
+    /// Id.
+    pub id: GateId,
+    /// Tenant.
+    pub tenant: TenantId,
+    /// Unique within the tenant.
+    pub name: String,
+    /// The audience (resource identifier) it accepts tokens for.
+    pub audience: String,
+    /// Keys, oldest first.
+    pub keys: Vec<KeyRecord>,
+    /// Unix ms.
+    pub created_at: i64,
+}
+
+/// A new API key: only the SHA-256 of the secret is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewApiKey {
+    /// Id.
+    pub id: ApiKeyId,
+    /// Tenant.
+    pub tenant: TenantId,
+    /// Holder.
+    pub human: HumanId,
+    /// SHA-256 of the full key text.
+    pub hash: [u8; 32],
+    /// Unix ms.
+    pub created_at: i64,
+}
+
+/// Who an API key authenticates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The key record.
+    pub key: ApiKeyId,
+    /// The human.
+    pub human: Human,
+    /// Their tenant.
+    pub tenant: Tenant,
+}
+
+/// A receipt as stored: its canonical text and hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredReceipt {
+    /// Position in the tenant's chain.
+    pub seq: u64,
+    /// SHA-256 of `body`.
+    pub hash: [u8; 32],
+    /// The canonical (RFC 8785) JSON text.
+    pub body: String,
+}
+
+/// Keyset pagination: items after `after` (an id), at most `limit`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Page {
+    /// Exclusive lower bound (an id).
+    pub after: Option<String>,
+    /// Maximum items.
+    pub limit: u32,
+}
+
+/// Filters for listing agents.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AgentFilter {
+    /// Only this status.
+    pub status: Option<AgentStatus>,
+    /// Only agents of this owner.
+    pub owner: Option<HumanId>,
+}
+
+/// Target status of an agent transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentTransition {
+    /// active → suspended.
+    Suspend,
+    /// suspended → active.
+    Resume,
+    /// active | suspended → revoked (final).
+    Revoke,
+}
+
+/// A change to the registry. Each is applied atomically with its receipts.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Mutation {
+    /// A new tenant with its first owner and that owner's API key.
+    CreateTenant {
+        /// The tenant.
+        tenant: Tenant,
+        /// Its first owner.
+        owner: Human,
+        /// The owner's API key.
+        api_key: NewApiKey,
+    },
+    /// A new human.
+    CreateHuman(Human),
+    /// A new API key for an active human.
+    CreateApiKey(NewApiKey),
+    /// Offboard a human: status revoked, API keys disabled, agents they own suspended.
+    RevokeHuman {
+        /// Tenant.
+        tenant: TenantId,
+        /// Human.
+        id: HumanId,
+        /// Unix ms.
+        at: i64,
+    },
+    /// A new agent (with its first key in `keys`); its owner must be an active human.
+    CreateAgent(Agent),
+    /// Change an agent's status.
+    TransitionAgent {
+        /// Tenant.
+        tenant: TenantId,
+        /// Agent.
+        id: AgentId,
+        /// The transition.
+        to: AgentTransition,
+    },
+    /// Add a key to an agent that is not revoked.
+    AddAgentKey {
+        /// Tenant.
+        tenant: TenantId,
+        /// Agent.
+        agent: AgentId,
+        /// The key.
+        key: KeyRecord,
+    },
+    /// Retire an agent's key (never its last active one).
+    RetireAgentKey {
+        /// Tenant.
+        tenant: TenantId,
+        /// Agent.
+        agent: AgentId,
+        /// Key id.
+        kid: String,
+        /// Unix ms.
+        at: i64,
+    },
+    /// A new gate with its key.
+    CreateGate(Gate),
+    /// Nothing but the receipts.
+    Record,
+}
+
+/// What a committed mutation produced.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum AppliedValue {
+    /// Nothing beyond the receipts.
+    None,
+    /// A tenant (with its owner).
+    Tenant(Tenant, Human),
+    /// A human.
+    Human(Human),
+    /// An agent.
+    Agent(Agent),
+    /// A key.
+    Key(KeyRecord),
+    /// A gate.
+    Gate(Gate),
+}
+
+/// A committed mutation and where its receipts landed.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// The resulting object.
+    pub value: AppliedValue,
+    /// `(tenant, seq, hash)` of each receipt, in order.
+    pub receipts: Vec<(TenantId, u64, [u8; 32])>,
+}

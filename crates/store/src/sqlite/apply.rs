@@ -1,0 +1,327 @@
+//! Writes: one function per [`Mutation`], run inside the writer's per-job savepoint.
+
+use mandate_core::id::{AgentId, HumanId, TenantId};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+
+use super::read::{self, enum_to};
+use super::unavailable;
+use crate::{
+    Agent, AgentStatus, AgentTransition, AppliedValue, Gate, Human, HumanStatus, KeyRecord,
+    KeyStatus, Mutation, NewApiKey, StoreError, Tenant,
+};
+
+pub(crate) fn apply(c: &Connection, mutation: Mutation) -> Result<AppliedValue, StoreError> {
+    match mutation {
+        Mutation::CreateTenant {
+            tenant,
+            owner,
+            api_key,
+        } => {
+            insert_tenant(c, &tenant)?;
+            insert_human(c, &owner)?;
+            insert_api_key(c, &api_key)?;
+            Ok(AppliedValue::Tenant(tenant, owner))
+        }
+        Mutation::CreateHuman(h) => {
+            insert_human(c, &h)?;
+            Ok(AppliedValue::Human(h))
+        }
+        Mutation::CreateApiKey(k) => {
+            let human = active_human(c, &k.tenant, &k.human)?;
+            insert_api_key(c, &k)?;
+            Ok(AppliedValue::Human(human))
+        }
+        Mutation::RevokeHuman { tenant, id, at } => revoke_human(c, &tenant, &id, at),
+        Mutation::CreateAgent(a) => {
+            active_human(c, &a.tenant, &a.owner)?;
+            insert_agent(c, &a)?;
+            Ok(AppliedValue::Agent(a))
+        }
+        Mutation::TransitionAgent { tenant, id, to } => transition_agent(c, &tenant, &id, to),
+        Mutation::AddAgentKey { tenant, agent, key } => {
+            let a = existing_agent(c, &tenant, &agent)?;
+            if a.status == AgentStatus::Revoked {
+                return Err(StoreError::Conflict(format!(
+                    "agent `{agent}` is revoked; it cannot get new keys"
+                )));
+            }
+            insert_key(c, &tenant, agent.as_str(), &key)?;
+            Ok(AppliedValue::Key(key))
+        }
+        Mutation::RetireAgentKey {
+            tenant,
+            agent,
+            kid,
+            at,
+        } => retire_agent_key(c, &tenant, &agent, &kid, at),
+        Mutation::CreateGate(g) => {
+            insert_gate(c, &g)?;
+            Ok(AppliedValue::Gate(g))
+        }
+        Mutation::Record => Ok(AppliedValue::None),
+    }
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ConstraintViolation)
+}
+
+fn on_insert(e: rusqlite::Error, conflict: impl FnOnce() -> String) -> StoreError {
+    if is_unique_violation(&e) {
+        StoreError::Conflict(conflict())
+    } else {
+        unavailable(e)
+    }
+}
+
+fn insert_tenant(c: &Connection, t: &Tenant) -> Result<(), StoreError> {
+    c.prepare_cached("INSERT INTO tenants (id, name, operator, created_at) VALUES (?1, ?2, ?3, ?4)")
+        .and_then(|mut s| s.execute(params![t.id.as_str(), t.name, i64::from(t.operator), t.created_at]))
+        .map_err(|e| on_insert(e, || format!("a tenant named `{}` already exists", t.name)))?;
+    Ok(())
+}
+
+fn insert_human(c: &Connection, h: &Human) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO humans (id, tenant, name, email, role, status, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            h.id.as_str(),
+            h.tenant.as_str(),
+            h.name,
+            h.email,
+            enum_to(h.role),
+            enum_to(h.status),
+            h.created_at
+        ])
+    })
+    .map_err(|e| on_insert(e, || format!("a human with email `{}` already exists", h.email)))?;
+    Ok(())
+}
+
+fn insert_api_key(c: &Connection, k: &NewApiKey) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO api_keys (id, tenant, human, hash, status, created_at) \
+         VALUES (?1, ?2, ?3, ?4, 'active', ?5)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            k.id.as_str(),
+            k.tenant.as_str(),
+            k.human.as_str(),
+            &k.hash[..],
+            k.created_at
+        ])
+    })
+    .map_err(|e| on_insert(e, || "this API key already exists".to_owned()))?;
+    Ok(())
+}
+
+fn active_human(c: &Connection, tenant: &TenantId, id: &HumanId) -> Result<Human, StoreError> {
+    let human = read::human(c, tenant, id)?
+        .ok_or_else(|| StoreError::NotFound(format!("human `{id}`")))?;
+    if human.status != HumanStatus::Active {
+        return Err(StoreError::Conflict(format!("human `{id}` is revoked")));
+    }
+    Ok(human)
+}
+
+fn revoke_human(
+    c: &Connection,
+    tenant: &TenantId,
+    id: &HumanId,
+    at: i64,
+) -> Result<AppliedValue, StoreError> {
+    let mut human = active_human(c, tenant, id)?;
+    c.execute(
+        "UPDATE humans SET status = 'revoked', revoked_at = ?3 WHERE tenant = ?1 AND id = ?2",
+        params![tenant.as_str(), id.as_str(), at],
+    )
+    .map_err(unavailable)?;
+    c.execute(
+        "UPDATE api_keys SET status = 'revoked' WHERE tenant = ?1 AND human = ?2",
+        params![tenant.as_str(), id.as_str()],
+    )
+    .map_err(unavailable)?;
+    c.execute(
+        "UPDATE agents SET status = 'suspended' WHERE tenant = ?1 AND owner = ?2 \
+         AND status = 'active'",
+        params![tenant.as_str(), id.as_str()],
+    )
+    .map_err(unavailable)?;
+    human.status = HumanStatus::Revoked;
+    Ok(AppliedValue::Human(human))
+}
+
+fn insert_agent(c: &Connection, a: &Agent) -> Result<(), StoreError> {
+    let ceiling = serde_json::to_string(&a.ceiling)
+        .map_err(|_| StoreError::Corrupt("ceiling is not serialisable".into()))?;
+    c.prepare_cached(
+        "INSERT INTO agents (id, tenant, owner, name, purpose, ceiling, commitment, status, \
+         trust, created_at, last_seen_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            a.id.as_str(),
+            a.tenant.as_str(),
+            a.owner.as_str(),
+            a.name,
+            a.purpose,
+            ceiling,
+            a.commitment,
+            enum_to(a.status),
+            i64::from(a.trust),
+            a.created_at,
+            a.last_seen_at
+        ])
+    })
+    .map_err(|e| on_insert(e, || format!("an agent named `{}` already exists", a.name)))?;
+    for key in &a.keys {
+        insert_key(c, &a.tenant, a.id.as_str(), key)?;
+    }
+    Ok(())
+}
+
+fn insert_key(c: &Connection, tenant: &TenantId, owner: &str, k: &KeyRecord) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO keys (tenant, owner, kid, x, status, created_at, retired_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            tenant.as_str(),
+            owner,
+            k.kid,
+            &k.jwk.bytes()[..],
+            enum_to(k.status),
+            k.created_at,
+            k.retired_at
+        ])
+    })
+    .map_err(|e| {
+        on_insert(e, || {
+            format!("the key `{}` is already registered in this tenant", k.kid)
+        })
+    })?;
+    Ok(())
+}
+
+fn existing_agent(c: &Connection, tenant: &TenantId, id: &AgentId) -> Result<Agent, StoreError> {
+    read::agent(c, tenant, id)?.ok_or_else(|| StoreError::NotFound(format!("agent `{id}`")))
+}
+
+fn transition_agent(
+    c: &Connection,
+    tenant: &TenantId,
+    id: &AgentId,
+    to: AgentTransition,
+) -> Result<AppliedValue, StoreError> {
+    let mut agent = existing_agent(c, tenant, id)?;
+    let next = match (agent.status, to) {
+        (AgentStatus::Revoked, _) => {
+            return Err(StoreError::Conflict(format!(
+                "agent `{id}` is revoked; revocation is final"
+            )));
+        }
+        (AgentStatus::Active, AgentTransition::Suspend) => AgentStatus::Suspended,
+        (AgentStatus::Suspended, AgentTransition::Resume) => AgentStatus::Active,
+        (_, AgentTransition::Revoke) => AgentStatus::Revoked,
+        (AgentStatus::Suspended, AgentTransition::Suspend) => {
+            return Err(StoreError::Conflict(format!("agent `{id}` is already suspended")));
+        }
+        (AgentStatus::Active, AgentTransition::Resume) => {
+            return Err(StoreError::Conflict(format!("agent `{id}` is not suspended")));
+        }
+    };
+    if agent.owner_is_revoked(c)? && next == AgentStatus::Active {
+        return Err(StoreError::Conflict(format!(
+            "the owner of agent `{id}` is revoked; assign a new owner before resuming"
+        )));
+    }
+    c.execute(
+        "UPDATE agents SET status = ?3 WHERE tenant = ?1 AND id = ?2",
+        params![tenant.as_str(), id.as_str(), enum_to(next)],
+    )
+    .map_err(unavailable)?;
+    agent.status = next;
+    Ok(AppliedValue::Agent(agent))
+}
+
+trait OwnerCheck {
+    fn owner_is_revoked(&self, c: &Connection) -> Result<bool, StoreError>;
+}
+
+impl OwnerCheck for Agent {
+    fn owner_is_revoked(&self, c: &Connection) -> Result<bool, StoreError> {
+        let status: Option<String> = c
+            .query_row(
+                "SELECT status FROM humans WHERE tenant = ?1 AND id = ?2",
+                params![self.tenant.as_str(), self.owner.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(unavailable)?;
+        Ok(status.as_deref() != Some("active"))
+    }
+}
+
+fn retire_agent_key(
+    c: &Connection,
+    tenant: &TenantId,
+    agent: &AgentId,
+    kid: &str,
+    at: i64,
+) -> Result<AppliedValue, StoreError> {
+    let a = existing_agent(c, tenant, agent)?;
+    let Some(key) = a.keys.iter().find(|k| k.kid == kid) else {
+        return Err(StoreError::NotFound(format!("key `{kid}`")));
+    };
+    if key.status == KeyStatus::Retired {
+        return Err(StoreError::Conflict(format!("key `{kid}` is already retired")));
+    }
+    let active = a.keys.iter().filter(|k| k.status == KeyStatus::Active).count();
+    if active <= 1 && a.status != AgentStatus::Revoked {
+        return Err(StoreError::Conflict(format!(
+            "key `{kid}` is the last active key of agent `{agent}`; add another key first or revoke the agent"
+        )));
+    }
+    c.execute(
+        "UPDATE keys SET status = 'retired', retired_at = ?4 WHERE tenant = ?1 AND owner = ?2 \
+         AND kid = ?3",
+        params![tenant.as_str(), agent.as_str(), kid, at],
+    )
+    .map_err(unavailable)?;
+    let mut key = key.clone();
+    key.status = KeyStatus::Retired;
+    key.retired_at = Some(at);
+    Ok(AppliedValue::Key(key))
+}
+
+fn insert_gate(c: &Connection, g: &Gate) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO gates (id, tenant, name, audience, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            g.id.as_str(),
+            g.tenant.as_str(),
+            g.name,
+            g.audience,
+            g.created_at
+        ])
+    })
+    .map_err(|e| {
+        on_insert(e, || {
+            format!(
+                "a gate named `{}` or for audience `{}` already exists",
+                g.name, g.audience
+            )
+        })
+    })?;
+    for key in &g.keys {
+        insert_key(c, &g.tenant, g.id.as_str(), key)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,396 @@
+//! The SQLite engine: one file in WAL mode with `synchronous=FULL`, one writer thread that
+//! group-commits, and a small pool of reader connections.
+//!
+//! Group commit: the writer takes every job waiting in its queue (up to `max_batch`), opens one
+//! `BEGIN IMMEDIATE` transaction, applies each job inside its own savepoint (so one job's
+//! conflict rolls back only that job), seals and inserts its receipts, commits once — one fsync
+//! of the WAL for the whole batch — and only then answers the callers. If the commit fails,
+//! every job of the batch is answered [`StoreError::Unavailable`] and nothing of it persists.
+
+mod apply;
+mod read;
+mod schema;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use mandate_core::id::{AgentId, GateId, HumanId, TenantId};
+use mandate_core::receipt::{Event, Receipt, ReceiptHash};
+use rusqlite::{Connection, OpenFlags, params};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    Agent, AgentFilter, Applied, Clock, Gate, Human, Mutation, Page, Principal, Store, StoreError,
+    StoredReceipt, Tenant,
+};
+
+/// Options of the SQLite engine.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// The database file.
+    pub path: PathBuf,
+    /// Most jobs per transaction (1 = one fsync per job, for comparison).
+    pub max_batch: usize,
+    /// Reader connections kept open.
+    pub readers: usize,
+}
+
+impl SqliteOptions {
+    /// Defaults for `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            max_batch: 2048,
+            readers: 4,
+        }
+    }
+}
+
+/// The SQLite engine.
+pub struct SqliteStore {
+    jobs: mpsc::Sender<Job>,
+    readers: Arc<ReadPool>,
+}
+
+struct Job {
+    mutation: Mutation,
+    receipts: Vec<(TenantId, Event)>,
+    reply: oneshot::Sender<Result<Applied, StoreError>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the database at `options.path`.
+    pub fn open(options: SqliteOptions, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        let conn = open_conn(&options.path, false)?;
+        schema::migrate(&conn)?;
+        restrict_permissions(&options.path);
+        let (tx, rx) = mpsc::channel::<Job>(16_384);
+        let max_batch = options.max_batch.max(1);
+        std::thread::Builder::new()
+            .name("mandate-ledger-writer".into())
+            .spawn(move || Writer::new(conn, clock).run(rx, max_batch))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start writer: {e}")))?;
+        Ok(Self {
+            jobs: tx,
+            readers: Arc::new(ReadPool {
+                path: options.path,
+                idle: Mutex::new(Vec::new()),
+                max_idle: options.readers.max(1),
+            }),
+        })
+    }
+}
+
+fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(unavailable)?;
+    // WAL + synchronous=FULL: a commit returns only after the WAL is fsynced (SECURITY line 8).
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; \
+         PRAGMA busy_timeout=10000;",
+    )
+    .map_err(unavailable)?;
+    Ok(conn)
+}
+
+#[cfg(unix)]
+fn restrict_permissions(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+    }
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_: &Path) {}
+
+pub(crate) fn unavailable(e: rusqlite::Error) -> StoreError {
+    tracing::error!(error = %e, "sqlite error");
+    StoreError::Unavailable("the database could not complete the operation".into())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn commit(
+        &self,
+        mutation: Mutation,
+        receipts: Vec<(TenantId, Event)>,
+    ) -> Result<Applied, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job {
+                mutation,
+                receipts,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Unavailable("the ledger writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the ledger writer has stopped".into()))?
+    }
+
+    async fn is_empty(&self) -> Result<bool, StoreError> {
+        self.readers.run(read::is_empty).await
+    }
+
+    async fn principal_by_api_key(&self, hash: [u8; 32]) -> Result<Option<Principal>, StoreError> {
+        self.readers
+            .run(move |c| read::principal_by_api_key(c, &hash))
+            .await
+    }
+
+    async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
+        let id = id.clone();
+        self.readers.run(move |c| read::tenant(c, &id)).await
+    }
+
+    async fn human(&self, tenant: &TenantId, id: &HumanId) -> Result<Option<Human>, StoreError> {
+        let (t, id) = (tenant.clone(), id.clone());
+        self.readers.run(move |c| read::human(c, &t, &id)).await
+    }
+
+    async fn humans(&self, tenant: &TenantId, page: &Page) -> Result<Vec<Human>, StoreError> {
+        let (t, p) = (tenant.clone(), page.clone());
+        self.readers.run(move |c| read::humans(c, &t, &p)).await
+    }
+
+    async fn agent(&self, tenant: &TenantId, id: &AgentId) -> Result<Option<Agent>, StoreError> {
+        let (t, id) = (tenant.clone(), id.clone());
+        self.readers.run(move |c| read::agent(c, &t, &id)).await
+    }
+
+    async fn agents(
+        &self,
+        tenant: &TenantId,
+        filter: &AgentFilter,
+        page: &Page,
+    ) -> Result<Vec<Agent>, StoreError> {
+        let (t, f, p) = (tenant.clone(), filter.clone(), page.clone());
+        self.readers.run(move |c| read::agents(c, &t, &f, &p)).await
+    }
+
+    async fn gate(&self, tenant: &TenantId, id: &GateId) -> Result<Option<Gate>, StoreError> {
+        let (t, id) = (tenant.clone(), id.clone());
+        self.readers.run(move |c| read::gate(c, &t, &id)).await
+    }
+
+    async fn gates(&self, tenant: &TenantId, page: &Page) -> Result<Vec<Gate>, StoreError> {
+        let (t, p) = (tenant.clone(), page.clone());
+        self.readers.run(move |c| read::gates(c, &t, &p)).await
+    }
+
+    async fn receipts(
+        &self,
+        tenant: &TenantId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredReceipt>, StoreError> {
+        let t = tenant.clone();
+        self.readers
+            .run(move |c| read::receipts(c, &t, after, limit))
+            .await
+    }
+}
+
+/// Reader connections, used from blocking tasks.
+struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    max_idle: usize,
+}
+
+impl ReadPool {
+    async fn run<T, F>(self: &Arc<Self>, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let conn = match pool.idle.lock().ok().and_then(|mut v| v.pop()) {
+                Some(c) => c,
+                None => open_conn(&pool.path, true)?,
+            };
+            let out = f(&conn);
+            if let Ok(mut idle) = pool.idle.lock() {
+                if idle.len() < pool.max_idle {
+                    idle.push(conn);
+                }
+            }
+            out
+        })
+        .await
+        .map_err(|_| StoreError::Unavailable("a database reader failed".into()))?
+    }
+}
+
+/// The head of one tenant's chain.
+#[derive(Clone, Copy)]
+struct Head {
+    seq: u64,
+    hash: ReceiptHash,
+    at: i64,
+}
+
+/// The single writer: owns the read-write connection and the chain heads.
+struct Writer {
+    conn: Connection,
+    clock: Arc<dyn Clock>,
+    heads: HashMap<TenantId, Head>,
+}
+
+impl Writer {
+    fn new(conn: Connection, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            conn,
+            clock,
+            heads: HashMap::new(),
+        }
+    }
+
+    fn run(mut self, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
+        let mut batch = Vec::with_capacity(max_batch);
+        while let Some(first) = rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(&mut batch);
+        }
+    }
+
+    fn commit_batch(&mut self, batch: &mut Vec<Job>) {
+        let mut results: Vec<Result<Applied, StoreError>> = Vec::with_capacity(batch.len());
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            let err = unavailable(e);
+            for job in batch.drain(..) {
+                let _ = job.reply.send(Err(err.clone()));
+            }
+            return;
+        }
+        // Heads advanced by this transaction; merged into `self.heads` only after COMMIT.
+        let mut pending: HashMap<TenantId, Head> = HashMap::new();
+        for job in batch.iter_mut() {
+            let mutation = std::mem::replace(&mut job.mutation, Mutation::Record);
+            let receipts = std::mem::take(&mut job.receipts);
+            results.push(self.apply_job(mutation, receipts, &mut pending));
+        }
+        let committed = self.conn.execute_batch("COMMIT").map_err(unavailable);
+        match committed {
+            Ok(()) => {
+                self.heads.extend(pending);
+                for (job, result) in batch.drain(..).zip(results) {
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(err) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                // Heads may have been partially read from a rolled-back state: reload lazily.
+                self.heads.clear();
+                for (job, result) in batch.drain(..).zip(results) {
+                    let answer = match result {
+                        Ok(_) => Err(err.clone()),
+                        Err(e) => Err(e),
+                    };
+                    let _ = job.reply.send(answer);
+                }
+            }
+        }
+    }
+
+    fn apply_job(
+        &mut self,
+        mutation: Mutation,
+        receipts: Vec<(TenantId, Event)>,
+        pending: &mut HashMap<TenantId, Head>,
+    ) -> Result<Applied, StoreError> {
+        self.conn
+            .execute_batch("SAVEPOINT job")
+            .map_err(unavailable)?;
+        let saved: Vec<(TenantId, Option<Head>)> = receipts
+            .iter()
+            .map(|(t, _)| (t.clone(), pending.get(t).copied()))
+            .collect();
+        let outcome = apply::apply(&self.conn, mutation).and_then(|value| {
+            let mut landed = Vec::with_capacity(receipts.len());
+            for (tenant, event) in receipts {
+                let (seq, hash) = self.append(&tenant, event, pending)?;
+                landed.push((tenant, seq, hash.0));
+            }
+            Ok(Applied {
+                value,
+                receipts: landed,
+            })
+        });
+        match outcome {
+            Ok(applied) => {
+                self.conn
+                    .execute_batch("RELEASE job")
+                    .map_err(unavailable)?;
+                Ok(applied)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                for (tenant, head) in saved.into_iter().rev() {
+                    match head {
+                        Some(h) => pending.insert(tenant, h),
+                        None => pending.remove(&tenant),
+                    };
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Seals `event` as the next receipt of `tenant` and inserts it.
+    fn append(
+        &mut self,
+        tenant: &TenantId,
+        event: Event,
+        pending: &mut HashMap<TenantId, Head>,
+    ) -> Result<(u64, ReceiptHash), StoreError> {
+        let head = match pending.get(tenant).or_else(|| self.heads.get(tenant)) {
+            Some(h) => *h,
+            None => read::chain_head(&self.conn, tenant)?,
+        };
+        // Receipt times never go backwards, even if the wall clock does.
+        let at = self.clock.now_ms().max(head.at);
+        let seq = head.seq + 1;
+        let receipt = Receipt::seal(event, tenant.as_str(), seq, at, &head.hash);
+        let (body, hash) = receipt.canonical_and_hash();
+        let text = String::from_utf8(body)
+            .map_err(|_| StoreError::Corrupt("receipt is not UTF-8".into()))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO receipts (tenant, seq, hash, body, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(ledger_unavailable)?;
+        stmt.execute(params![tenant.as_str(), seq as i64, &hash.0[..], text, at])
+            .map_err(ledger_unavailable)?;
+        pending.insert(tenant.clone(), Head { seq, hash, at });
+        Ok((seq, hash))
+    }
+}
+
+fn ledger_unavailable(e: rusqlite::Error) -> StoreError {
+    tracing::error!(error = %e, "ledger append failed");
+    StoreError::Unavailable("the ledger could not record the change".into())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,393 @@
+//! Reads: row mapping and queries. Every query is scoped by tenant.
+
+use mandate_core::id::{AgentId, ApiKeyId, GateId, HumanId, TenantId};
+use mandate_core::jwk::PublicJwk;
+use mandate_core::receipt::ReceiptHash;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::{Head, unavailable};
+use crate::{
+    Agent, AgentFilter, Gate, Human, HumanStatus, KeyRecord, KeyStatus, Page, Principal,
+    StoreError, StoredReceipt, Tenant,
+};
+
+pub(crate) fn is_empty(c: &Connection) -> Result<bool, StoreError> {
+    let n: i64 = c
+        .query_row("SELECT COUNT(*) FROM tenants", [], |r| r.get(0))
+        .map_err(unavailable)?;
+    Ok(n == 0)
+}
+
+pub(crate) fn chain_head(c: &Connection, tenant: &TenantId) -> Result<Head, StoreError> {
+    let row: Option<(i64, Vec<u8>, i64)> = c
+        .query_row(
+            "SELECT seq, hash, at FROM receipts WHERE tenant = ?1 ORDER BY seq DESC LIMIT 1",
+            params![tenant.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(unavailable)?;
+    match row {
+        None => Ok(Head {
+            seq: 0,
+            hash: ReceiptHash::GENESIS,
+            at: 0,
+        }),
+        Some((seq, hash, at)) => Ok(Head {
+            seq: u64::try_from(seq).map_err(|_| corrupt("receipt seq"))?,
+            hash: ReceiptHash(hash.try_into().map_err(|_| corrupt("receipt hash"))?),
+            at,
+        }),
+    }
+}
+
+pub(crate) fn principal_by_api_key(
+    c: &Connection,
+    hash: &[u8; 32],
+) -> Result<Option<Principal>, StoreError> {
+    let row: Option<(String, String)> = c
+        .query_row(
+            "SELECT k.id, k.human FROM api_keys k JOIN humans h ON h.id = k.human \
+             WHERE k.hash = ?1 AND k.status = 'active' AND h.status = 'active'",
+            params![&hash[..]],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(unavailable)?;
+    let Some((key, human)) = row else {
+        return Ok(None);
+    };
+    let human_id = HumanId::parse(&human).map_err(|_| corrupt("human id"))?;
+    let human: Option<Human> = c
+        .query_row(
+            &format!("SELECT {HUMAN_COLS} FROM humans WHERE id = ?1"),
+            params![human_id.as_str()],
+            human_row,
+        )
+        .optional()
+        .map_err(unavailable)?
+        .transpose()?;
+    let Some(human) = human else {
+        return Ok(None);
+    };
+    let Some(tenant) = tenant(c, &human.tenant)? else {
+        return Ok(None);
+    };
+    Ok(Some(Principal {
+        key: ApiKeyId::parse(&key).map_err(|_| corrupt("api key id"))?,
+        human,
+        tenant,
+    }))
+}
+
+pub(crate) fn tenant(c: &Connection, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
+    c.query_row(
+        "SELECT id, name, operator, created_at FROM tenants WHERE id = ?1",
+        params![id.as_str()],
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        },
+    )
+    .optional()
+    .map_err(unavailable)?
+    .map(|(id, name, operator, created_at)| {
+        Ok(Tenant {
+            id: TenantId::parse(&id).map_err(|_| corrupt("tenant id"))?,
+            name,
+            operator: operator != 0,
+            created_at,
+        })
+    })
+    .transpose()
+}
+
+pub(crate) const HUMAN_COLS: &str = "id, tenant, name, email, role, status, created_at";
+
+pub(crate) fn human_row(r: &Row<'_>) -> rusqlite::Result<Result<Human, StoreError>> {
+    let id: String = r.get(0)?;
+    let tenant: String = r.get(1)?;
+    let role: String = r.get(4)?;
+    let status: String = r.get(5)?;
+    let name: String = r.get(2)?;
+    let email: String = r.get(3)?;
+    let created_at: i64 = r.get(6)?;
+    Ok((|| {
+        Ok(Human {
+            id: HumanId::parse(&id).map_err(|_| corrupt("human id"))?,
+            tenant: TenantId::parse(&tenant).map_err(|_| corrupt("tenant id"))?,
+            name,
+            email,
+            role: enum_from(&role)?,
+            status: enum_from::<HumanStatus>(&status)?,
+            created_at,
+        })
+    })())
+}
+
+pub(crate) fn human(
+    c: &Connection,
+    tenant: &TenantId,
+    id: &HumanId,
+) -> Result<Option<Human>, StoreError> {
+    c.query_row(
+        &format!("SELECT {HUMAN_COLS} FROM humans WHERE tenant = ?1 AND id = ?2"),
+        params![tenant.as_str(), id.as_str()],
+        human_row,
+    )
+    .optional()
+    .map_err(unavailable)?
+    .transpose()
+}
+
+pub(crate) fn humans(
+    c: &Connection,
+    tenant: &TenantId,
+    page: &Page,
+) -> Result<Vec<Human>, StoreError> {
+    let mut stmt = c
+        .prepare_cached(&format!(
+            "SELECT {HUMAN_COLS} FROM humans WHERE tenant = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+        ))
+        .map_err(unavailable)?;
+    let rows = stmt
+        .query_map(
+            params![tenant.as_str(), page.after.as_deref().unwrap_or(""), page.limit],
+            human_row,
+        )
+        .map_err(unavailable)?;
+    rows.map(|r| r.map_err(unavailable)?).collect()
+}
+
+const AGENT_COLS: &str = "id, tenant, owner, name, purpose, ceiling, commitment, status, trust, \
+                          created_at, last_seen_at";
+
+fn agent_row(c: &Connection, r: &Row<'_>) -> Result<Agent, StoreError> {
+    let get = |e: rusqlite::Error| unavailable(e);
+    let id: String = r.get(0).map_err(get)?;
+    let tenant: String = r.get(1).map_err(get)?;
+    let owner: String = r.get(2).map_err(get)?;
+    let ceiling: String = r.get(5).map_err(get)?;
+    let status: String = r.get(7).map_err(get)?;
+    let trust: i64 = r.get(8).map_err(get)?;
+    Ok(Agent {
+        keys: keys(c, &id)?,
+        id: AgentId::parse(&id).map_err(|_| corrupt("agent id"))?,
+        tenant: TenantId::parse(&tenant).map_err(|_| corrupt("tenant id"))?,
+        owner: HumanId::parse(&owner).map_err(|_| corrupt("owner id"))?,
+        name: r.get(3).map_err(get)?,
+        purpose: r.get(4).map_err(get)?,
+        ceiling: serde_json::from_str(&ceiling).map_err(|_| corrupt("agent ceiling"))?,
+        commitment: r.get(6).map_err(get)?,
+        status: enum_from(&status)?,
+        trust: u8::try_from(trust).map_err(|_| corrupt("agent trust"))?,
+        created_at: r.get(9).map_err(get)?,
+        last_seen_at: r.get(10).map_err(get)?,
+    })
+}
+
+pub(crate) fn agent(
+    c: &Connection,
+    tenant: &TenantId,
+    id: &AgentId,
+) -> Result<Option<Agent>, StoreError> {
+    let mut stmt = c
+        .prepare_cached(&format!(
+            "SELECT {AGENT_COLS} FROM agents WHERE tenant = ?1 AND id = ?2"
+        ))
+        .map_err(unavailable)?;
+    let mut rows = stmt
+        .query(params![tenant.as_str(), id.as_str()])
+        .map_err(unavailable)?;
+    match rows.next().map_err(unavailable)? {
+        Some(r) => agent_row(c, r).map(Some),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn agents(
+    c: &Connection,
+    tenant: &TenantId,
+    filter: &AgentFilter,
+    page: &Page,
+) -> Result<Vec<Agent>, StoreError> {
+    let status = filter.status.map(enum_to);
+    let owner = filter.owner.as_ref().map(|o| o.as_str().to_owned());
+    let mut stmt = c
+        .prepare_cached(&format!(
+            "SELECT {AGENT_COLS} FROM agents WHERE tenant = ?1 AND id > ?2 \
+             AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR owner = ?4) ORDER BY id LIMIT ?5"
+        ))
+        .map_err(unavailable)?;
+    let mut rows = stmt
+        .query(params![
+            tenant.as_str(),
+            page.after.as_deref().unwrap_or(""),
+            status,
+            owner,
+            page.limit
+        ])
+        .map_err(unavailable)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(unavailable)? {
+        out.push(agent_row(c, r)?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn keys(c: &Connection, owner: &str) -> Result<Vec<KeyRecord>, StoreError> {
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT kid, x, status, created_at, retired_at FROM keys WHERE owner = ?1 \
+             ORDER BY created_at, kid",
+        )
+        .map_err(unavailable)?;
+    let rows = stmt
+        .query_map(params![owner], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, Option<i64>>(4)?,
+            ))
+        })
+        .map_err(unavailable)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (kid, x, status, created_at, retired_at) = row.map_err(unavailable)?;
+        let bytes: [u8; 32] = x.try_into().map_err(|_| corrupt("key bytes"))?;
+        out.push(KeyRecord {
+            kid,
+            jwk: PublicJwk::from_bytes(&bytes).map_err(|_| corrupt("key bytes"))?,
+            status: enum_from::<KeyStatus>(&status)?,
+            created_at,
+            retired_at,
+        });
+    }
+    Ok(out)
+}
+
+const GATE_COLS: &str = "id, tenant, name, audience, created_at";
+
+fn gate_row(c: &Connection, r: &Row<'_>) -> Result<Gate, StoreError> {
+    let get = |e: rusqlite::Error| unavailable(e);
+    let id: String = r.get(0).map_err(get)?;
+    let tenant: String = r.get(1).map_err(get)?;
+    Ok(Gate {
+        keys: keys(c, &id)?,
+        id: GateId::parse(&id).map_err(|_| corrupt("gate id"))?,
+        tenant: TenantId::parse(&tenant).map_err(|_| corrupt("tenant id"))?,
+        name: r.get(2).map_err(get)?,
+        audience: r.get(3).map_err(get)?,
+        created_at: r.get(4).map_err(get)?,
+    })
+}
+
+pub(crate) fn gate(
+    c: &Connection,
+    tenant: &TenantId,
+    id: &GateId,
+) -> Result<Option<Gate>, StoreError> {
+    let mut stmt = c
+        .prepare_cached(&format!(
+            "SELECT {GATE_COLS} FROM gates WHERE tenant = ?1 AND id = ?2"
+        ))
+        .map_err(unavailable)?;
+    let mut rows = stmt
+        .query(params![tenant.as_str(), id.as_str()])
+        .map_err(unavailable)?;
+    match rows.next().map_err(unavailable)? {
+        Some(r) => gate_row(c, r).map(Some),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn gates(c: &Connection, tenant: &TenantId, page: &Page) -> Result<Vec<Gate>, StoreError> {
+    let mut stmt = c
+        .prepare_cached(&format!(
+            "SELECT {GATE_COLS} FROM gates WHERE tenant = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+        ))
+        .map_err(unavailable)?;
+    let mut rows = stmt
+        .query(params![
+            tenant.as_str(),
+            page.after.as_deref().unwrap_or(""),
+            page.limit
+        ])
+        .map_err(unavailable)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(unavailable)? {
+        out.push(gate_row(c, r)?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn receipts(
+    c: &Connection,
+    tenant: &TenantId,
+    after: u64,
+    limit: u32,
+) -> Result<Vec<StoredReceipt>, StoreError> {
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT seq, hash, body FROM receipts WHERE tenant = ?1 AND seq > ?2 \
+             ORDER BY seq LIMIT ?3",
+        )
+        .map_err(unavailable)?;
+    let after = i64::try_from(after).unwrap_or(i64::MAX);
+    let rows = stmt
+        .query_map(params![tenant.as_str(), after, limit], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })
+        .map_err(unavailable)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, hash, body) = row.map_err(unavailable)?;
+        out.push(StoredReceipt {
+            seq: u64::try_from(seq).map_err(|_| corrupt("receipt seq"))?,
+            // A wrong-length hash is reported as all-zero so that verification, not the
+            // store, names the bad record.
+            hash: hash.try_into().unwrap_or([0u8; 32]),
+            body,
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("invalid {what}"))
+}
+
+pub(crate) fn enum_from<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|_| StoreError::Corrupt(format!("unknown value `{s}`")))
+}
+
+pub(crate) fn enum_to<T: serde::Serialize>(v: T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AgentStatus, Role};
+
+    #[test]
+    fn enums_round_trip_through_text() {
+        assert_eq!(enum_to(AgentStatus::Suspended), "suspended");
+        assert_eq!(enum_from::<Role>("auditor").unwrap(), Role::Auditor);
+        assert!(enum_from::<Role>("root").is_err());
+    }
+}

@@ -1,0 +1,99 @@
+//! SQLite schema and migrations (ordered, applied once each, tracked in `user_version`).
+
+use rusqlite::Connection;
+
+use super::unavailable;
+use crate::StoreError;
+
+/// Migration `i` brings the schema from version `i` to `i + 1`. Never edit a released entry.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE tenants (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    operator    INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+CREATE TABLE humans (
+    id          TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL REFERENCES tenants(id),
+    name        TEXT NOT NULL,
+    email       TEXT NOT NULL,
+    role        TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    revoked_at  INTEGER,
+    UNIQUE (tenant, email)
+);
+CREATE TABLE api_keys (
+    id          TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL REFERENCES tenants(id),
+    human       TEXT NOT NULL REFERENCES humans(id),
+    hash        BLOB NOT NULL UNIQUE,
+    status      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+CREATE TABLE agents (
+    id           TEXT PRIMARY KEY,
+    tenant       TEXT NOT NULL REFERENCES tenants(id),
+    owner        TEXT NOT NULL REFERENCES humans(id),
+    name         TEXT NOT NULL,
+    purpose      TEXT NOT NULL,
+    ceiling      TEXT NOT NULL,
+    commitment   TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    trust        INTEGER NOT NULL,
+    created_at   INTEGER NOT NULL,
+    last_seen_at INTEGER,
+    UNIQUE (tenant, name)
+);
+CREATE INDEX agents_by_owner ON agents (tenant, owner);
+CREATE TABLE gates (
+    id          TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL REFERENCES tenants(id),
+    name        TEXT NOT NULL,
+    audience    TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    UNIQUE (tenant, name),
+    UNIQUE (tenant, audience)
+);
+CREATE TABLE keys (
+    tenant      TEXT NOT NULL REFERENCES tenants(id),
+    owner       TEXT NOT NULL,
+    kid         TEXT NOT NULL,
+    x           BLOB NOT NULL,
+    status      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    retired_at  INTEGER,
+    PRIMARY KEY (tenant, kid)
+);
+CREATE INDEX keys_by_owner ON keys (owner);
+CREATE TABLE receipts (
+    tenant      TEXT NOT NULL REFERENCES tenants(id),
+    seq         INTEGER NOT NULL,
+    hash        BLOB NOT NULL,
+    body        TEXT NOT NULL,
+    at          INTEGER NOT NULL,
+    PRIMARY KEY (tenant, seq)
+);
+"#];
+
+/// Brings the database to the newest schema.
+pub(crate) fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(unavailable)?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::Corrupt(format!(
+            "database schema version {version} is newer than this binary ({known})"
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = format!("BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {}; COMMIT;", i + 1);
+        if let Err(e) = conn.execute_batch(&tx) {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(unavailable(e));
+        }
+    }
+    Ok(())
+}
