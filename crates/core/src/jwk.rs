@@ -112,6 +112,13 @@ impl PublicJwk {
         Ok(Self { key })
     }
 
+    /// The public key of the Ed25519 key with this 32-byte seed.
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        Self {
+            key: SigningKey::from_bytes(seed).verifying_key(),
+        }
+    }
+
     /// The raw public key bytes.
     pub fn bytes(&self) -> [u8; 32] {
         self.key.to_bytes()
@@ -156,10 +163,7 @@ impl std::fmt::Debug for PublicJwk {
 /// A private JWK `{kty, crv, x, d, kid}` for a key generated from `seed` (which the caller draws
 /// from its RNG). Returned to its owner exactly once; never stored.
 pub fn private_jwk_from_seed(seed: &[u8; 32]) -> (PublicJwk, Value) {
-    let signing = SigningKey::from_bytes(seed);
-    let public = PublicJwk {
-        key: signing.verifying_key(),
-    };
+    let public = PublicJwk::from_seed(seed);
     let jwk = json!({
         "kty": "OKP",
         "crv": "Ed25519",

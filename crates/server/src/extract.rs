@@ -1,0 +1,214 @@
+//! Request extractors that fail in our problem format: strict JSON bodies and API-key auth.
+
+use axum::body::Bytes;
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
+use axum::http::{StatusCode, header, request::Parts};
+use mandate_store::{Principal, Role};
+use serde::de::{self, DeserializeOwned, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::error::{ApiError, ProblemKind};
+use crate::state::AppState;
+
+/// Deepest accepted JSON nesting.
+const MAX_DEPTH: usize = 32;
+
+/// Largest accepted request body.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// A JSON body parsed strictly: `Content-Type: application/json`, ≤ 1 MiB, no duplicate
+/// members anywhere, no unknown fields (the target types deny them). Keeps the canonical
+/// request hash for the ledger.
+pub struct StrictJson<T> {
+    /// The parsed body.
+    pub value: T,
+    /// Hex sha256 of the RFC 8785 form of the body.
+    pub request_hash: Option<String>,
+}
+
+impl<S, T> FromRequest<S> for StrictJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Default,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    ProblemKind::PayloadTooLarge,
+                    format!("request body exceeds {MAX_BODY} bytes"),
+                )
+            } else {
+                ApiError::bad_request("could not read the request body")
+            }
+        })?;
+        // An empty body means "no options" (`T::default()`).
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self {
+                value: T::default(),
+                request_hash: None,
+            });
+        }
+        let is_json = content_type.as_deref().is_some_and(|ct| {
+            let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            essence == "application/json" || essence.ends_with("+json")
+        });
+        if !is_json {
+            return Err(ApiError::new(
+                ProblemKind::UnsupportedMediaType,
+                "send the body as `application/json`",
+            ));
+        }
+        let value = parse_strict(&bytes).map_err(ApiError::bad_request)?;
+        let request_hash = mandate_core::jcs::sha256(&value)
+            .ok()
+            .map(|h| mandate_core::encoding::hex(&h));
+        let value = serde_json::from_value(value)
+            .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))?;
+        Ok(Self {
+            value,
+            request_hash,
+        })
+    }
+}
+
+/// Parses JSON text, refusing duplicate object members (which parsers resolve differently)
+/// and nesting deeper than [`MAX_DEPTH`].
+pub fn parse_strict(bytes: &[u8]) -> Result<Value, String> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let mut depth = 0;
+    let value = de::DeserializeSeed::deserialize(StrictSeed(&mut depth), &mut de)
+        .map_err(|e| format!("malformed JSON: {e}"))?;
+    de.end().map_err(|e| format!("malformed JSON: {e}"))?;
+    Ok(value)
+}
+
+struct StrictSeed<'a>(&'a mut usize);
+
+impl<'de> de::DeserializeSeed<'de> for StrictSeed<'_> {
+    type Value = Value;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(StrictVisitor(self.0))
+    }
+}
+
+struct StrictVisitor<'a>(&'a mut usize);
+
+impl<'de> Visitor<'de> for StrictVisitor<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        serde_json::Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("non-finite number"))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        *self.0 += 1;
+        if *self.0 > MAX_DEPTH {
+            return Err(de::Error::custom(format!("nesting deeper than {MAX_DEPTH}")));
+        }
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(StrictSeed(self.0))? {
+            out.push(v);
+        }
+        *self.0 -= 1;
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        *self.0 += 1;
+        if *self.0 > MAX_DEPTH {
+            return Err(de::Error::custom(format!("nesting deeper than {MAX_DEPTH}")));
+        }
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                let shown: String = key.chars().take(64).collect();
+                return Err(de::Error::custom(format!("duplicate member `{shown}`")));
+            }
+            let v = map.next_value_seed(StrictSeed(self.0))?;
+            out.insert(key, v);
+        }
+        *self.0 -= 1;
+        Ok(Value::Object(out))
+    }
+}
+
+/// The authenticated caller of an admin route (`Authorization: Bearer <api key>`).
+pub struct Caller(pub Principal);
+
+impl<S> FromRequestParts<S> for Caller
+where
+    S: Send + Sync,
+    AppState: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = AppState::from_ref(state);
+        let unauthorized = || {
+            ApiError::new(
+                ProblemKind::Unauthorized,
+                "send a valid API key as `Authorization: Bearer <key>`",
+            )
+        };
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(unauthorized)?;
+        let (scheme, key) = value.split_once(' ').ok_or_else(unauthorized)?;
+        if !scheme.eq_ignore_ascii_case("bearer") || key.is_empty() || key.len() > 256 {
+            return Err(unauthorized());
+        }
+        let hash: [u8; 32] = Sha256::digest(key.trim().as_bytes()).into();
+        // Unknown, revoked and foreign keys look identical to the caller.
+        match state.store.principal_by_api_key(hash).await? {
+            Some(p) => Ok(Self(p)),
+            None => Err(unauthorized()),
+        }
+    }
+}
+
+impl Caller {
+    /// Refuses read-only roles.
+    pub fn require_writer(&self) -> Result<(), ApiError> {
+        match self.0.human.role {
+            Role::Owner | Role::Admin => Ok(()),
+            Role::Auditor => Err(ApiError::forbidden(
+                "the `auditor` role is read-only",
+            )),
+        }
+    }
+}

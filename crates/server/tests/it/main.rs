@@ -1,0 +1,8 @@
+//! Integration tests: the real server on `127.0.0.1:0`, driven over HTTP.
+#![allow(unreachable_pub, reason = "test-binary helpers")]
+
+mod admin;
+mod bad_input;
+mod harness;
+mod isolation;
+mod public;
