@@ -55,11 +55,26 @@ mod tests {
 
     #[test]
     fn commitment_is_order_independent_and_sensitive() {
-        let a = commitment("bot", "triage", &json!([{"type": "mandate", "actions": ["read"]}])).unwrap();
-        let b = commitment("bot", "triage", &serde_json::from_str(r#"[{"actions":["read"],"type":"mandate"}]"#).unwrap()).unwrap();
+        let a = commitment(
+            "bot",
+            "triage",
+            &json!([{"type": "mandate", "actions": ["read"]}]),
+        )
+        .unwrap();
+        let b = commitment(
+            "bot",
+            "triage",
+            &serde_json::from_str(r#"[{"actions":["read"],"type":"mandate"}]"#).unwrap(),
+        )
+        .unwrap();
         assert_eq!(a, b);
         assert_eq!(a.len(), 64);
-        let c = commitment("bot", "triage!", &json!([{"type": "mandate", "actions": ["read"]}])).unwrap();
+        let c = commitment(
+            "bot",
+            "triage!",
+            &json!([{"type": "mandate", "actions": ["read"]}]),
+        )
+        .unwrap();
         assert_ne!(a, c);
     }
 

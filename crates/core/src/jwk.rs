@@ -27,7 +27,9 @@ pub enum JwkError {
     #[error("unsupported key type `{0}`: only `OKP` keys with `crv` `Ed25519` are accepted")]
     Unsupported(String),
     /// A private member (`d`, `p`, `k`, …) where a public key belongs.
-    #[error("the JWK contains the private member `{0}`: send only the public key (`kty`, `crv`, `x`)")]
+    #[error(
+        "the JWK contains the private member `{0}`: send only the public key (`kty`, `crv`, `x`)"
+    )]
     PrivateMaterial(String),
     /// A member this profile does not know.
     #[error("unknown JWK member `{0}`")]
@@ -71,20 +73,17 @@ impl PublicJwk {
         if let Some(name) = obj.keys().find(|n| !ALLOWED_MEMBERS.contains(&n.as_str())) {
             return Err(JwkError::UnknownMember(name.chars().take(32).collect()));
         }
-        if let Some(u) = obj.get("use") {
-            if u.as_str() != Some("sig") {
-                return Err(JwkError::InvalidMember("use"));
-            }
+        if obj.get("use").is_some_and(|u| u.as_str() != Some("sig")) {
+            return Err(JwkError::InvalidMember("use"));
         }
-        if let Some(a) = obj.get("alg") {
-            if !matches!(a.as_str(), Some("EdDSA" | "Ed25519")) {
-                return Err(JwkError::InvalidMember("alg"));
-            }
+        if obj
+            .get("alg")
+            .is_some_and(|a| !matches!(a.as_str(), Some("EdDSA" | "Ed25519")))
+        {
+            return Err(JwkError::InvalidMember("alg"));
         }
-        if let Some(k) = obj.get("kid") {
-            if !k.is_string() {
-                return Err(JwkError::InvalidMember("kid"));
-            }
+        if obj.get("kid").is_some_and(|k| !k.is_string()) {
+            return Err(JwkError::InvalidMember("kid"));
         }
         if let Some(ops) = obj.get("key_ops") {
             let ok = ops
@@ -192,9 +191,12 @@ mod tests {
 
     #[test]
     fn rfc8037_thumbprint_and_key_pair() {
-        let jwk = PublicJwk::from_json(&json!({"kty": "OKP", "crv": "Ed25519", "x": RFC8037_X}))
-            .unwrap();
-        assert_eq!(jwk.thumbprint(), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+        let jwk =
+            PublicJwk::from_json(&json!({"kty": "OKP", "crv": "Ed25519", "x": RFC8037_X})).unwrap();
+        assert_eq!(
+            jwk.thumbprint(),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
         let seed: [u8; 32] = b64url_decode(RFC8037_D).unwrap().try_into().unwrap();
         let (public, private) = private_jwk_from_seed(&seed);
         assert_eq!(public, jwk);
@@ -215,16 +217,46 @@ mod tests {
     fn refuses_bad_keys() {
         let cases = [
             (json!("x"), JwkError::NotAnObject),
-            (json!({"kty": "RSA", "n": "x", "e": "AQAB"}), JwkError::Unsupported("RSA".into())),
-            (json!({"crv": "Ed25519", "x": RFC8037_X}), JwkError::InvalidMember("kty")),
-            (json!({"kty": "OKP", "crv": "Ed25519", "x": RFC8037_X, "x5u": "https://e.example"}), JwkError::UnknownMember("x5u".into())),
-            (json!({"kty": "EC", "crv": "P-256", "x": RFC8037_X}), JwkError::Unsupported("EC".into())),
-            (json!({"kty": "OKP", "crv": "X25519", "x": RFC8037_X}), JwkError::Unsupported("OKP/X25519".into())),
-            (json!({"kty": "OKP", "crv": "Ed25519", "x": RFC8037_X, "d": RFC8037_D}), JwkError::PrivateMaterial("d".into())),
-            (json!({"kty": "OKP", "crv": "Ed25519", "x": "AAAA"}), JwkError::BadLength),
-            (json!({"kty": "OKP", "crv": "Ed25519", "x": format!("{RFC8037_X}=")}), JwkError::BadLength),
-            (json!({"kty": "OKP", "crv": "Ed25519", "x": RFC8037_X, "use": "enc"}), JwkError::InvalidMember("use")),
-            (json!({"kty": "OKP", "crv": "Ed25519", "x": RFC8037_X, "alg": "RS256"}), JwkError::InvalidMember("alg")),
+            (
+                json!({"kty": "RSA", "n": "x", "e": "AQAB"}),
+                JwkError::Unsupported("RSA".into()),
+            ),
+            (
+                json!({"crv": "Ed25519", "x": RFC8037_X}),
+                JwkError::InvalidMember("kty"),
+            ),
+            (
+                json!({"kty": "OKP", "crv": "Ed25519", "x": RFC8037_X, "x5u": "https://e.example"}),
+                JwkError::UnknownMember("x5u".into()),
+            ),
+            (
+                json!({"kty": "EC", "crv": "P-256", "x": RFC8037_X}),
+                JwkError::Unsupported("EC".into()),
+            ),
+            (
+                json!({"kty": "OKP", "crv": "X25519", "x": RFC8037_X}),
+                JwkError::Unsupported("OKP/X25519".into()),
+            ),
+            (
+                json!({"kty": "OKP", "crv": "Ed25519", "x": RFC8037_X, "d": RFC8037_D}),
+                JwkError::PrivateMaterial("d".into()),
+            ),
+            (
+                json!({"kty": "OKP", "crv": "Ed25519", "x": "AAAA"}),
+                JwkError::BadLength,
+            ),
+            (
+                json!({"kty": "OKP", "crv": "Ed25519", "x": format!("{RFC8037_X}=")}),
+                JwkError::BadLength,
+            ),
+            (
+                json!({"kty": "OKP", "crv": "Ed25519", "x": RFC8037_X, "use": "enc"}),
+                JwkError::InvalidMember("use"),
+            ),
+            (
+                json!({"kty": "OKP", "crv": "Ed25519", "x": RFC8037_X, "alg": "RS256"}),
+                JwkError::InvalidMember("alg"),
+            ),
         ];
         for (input, want) in cases {
             let got = PublicJwk::from_json(&input).unwrap_err();
@@ -237,7 +269,10 @@ mod tests {
         // The identity point (y = 1) has order 1.
         let mut identity = [0u8; 32];
         identity[0] = 1;
-        assert_eq!(PublicJwk::from_bytes(&identity).unwrap_err(), JwkError::SmallOrder);
+        assert_eq!(
+            PublicJwk::from_bytes(&identity).unwrap_err(),
+            JwkError::SmallOrder
+        );
         // y = p + 1 ≡ 1 encodes the identity non-canonically.
         let mut non_canonical = [0xffu8; 32];
         non_canonical[0] = 0xee;

@@ -309,8 +309,8 @@ impl ChainVerifier {
             seq,
             detail: detail.to_owned(),
         };
-        let parsed: Receipt = serde_json::from_value(receipt.clone())
-            .map_err(|e| malformed(&e.to_string()))?;
+        let parsed: Receipt =
+            serde_json::from_value(receipt.clone()).map_err(|e| malformed(&e.to_string()))?;
         if parsed.seq != seq {
             return Err(ChainError::SeqMismatch {
                 seq,
@@ -326,7 +326,8 @@ impl ChainVerifier {
             return Err(ChainError::BrokenLink { seq });
         }
         let digest = jcs::sha256(receipt).map_err(|e| malformed(&e.to_string()))?;
-        let claimed = ReceiptHash::from_hex(hash_hex).ok_or_else(|| malformed("hash is not hex"))?;
+        let claimed =
+            ReceiptHash::from_hex(hash_hex).ok_or_else(|| malformed("hash is not hex"))?;
         if digest != claimed.0 {
             return Err(ChainError::HashMismatch { seq });
         }

@@ -207,7 +207,9 @@ mod tests {
                 resp.headers().contains_key(header::RETRY_AFTER),
                 kind == ProblemKind::Unavailable
             );
-            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
+            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16)
+                .await
+                .unwrap();
             let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
             assert_eq!(v["type"], format!("urn:mandate:problem:{slug}"));
             assert_eq!(v["status"], status.as_u16());

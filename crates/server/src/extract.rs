@@ -58,7 +58,12 @@ where
             });
         }
         let is_json = content_type.as_deref().is_some_and(|ct| {
-            let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let essence = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             essence == "application/json" || essence.ends_with("+json")
         });
         if !is_json {
@@ -137,7 +142,9 @@ impl<'de> Visitor<'de> for StrictVisitor<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         *self.0 += 1;
         if *self.0 > MAX_DEPTH {
-            return Err(de::Error::custom(format!("nesting deeper than {MAX_DEPTH}")));
+            return Err(de::Error::custom(format!(
+                "nesting deeper than {MAX_DEPTH}"
+            )));
         }
         let mut out = Vec::new();
         while let Some(v) = seq.next_element_seed(StrictSeed(self.0))? {
@@ -149,7 +156,9 @@ impl<'de> Visitor<'de> for StrictVisitor<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         *self.0 += 1;
         if *self.0 > MAX_DEPTH {
-            return Err(de::Error::custom(format!("nesting deeper than {MAX_DEPTH}")));
+            return Err(de::Error::custom(format!(
+                "nesting deeper than {MAX_DEPTH}"
+            )));
         }
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
@@ -206,9 +215,7 @@ impl Caller {
     pub fn require_writer(&self) -> Result<(), ApiError> {
         match self.0.human.role {
             Role::Owner | Role::Admin => Ok(()),
-            Role::Auditor => Err(ApiError::forbidden(
-                "the `auditor` role is read-only",
-            )),
+            Role::Auditor => Err(ApiError::forbidden("the `auditor` role is read-only")),
         }
     }
 }

@@ -29,15 +29,17 @@ impl ServerKey {
     pub fn load_or_create(path: &Path) -> Result<Self, ServerError> {
         let err = |what: &str| ServerError::new(format!("{what} `{}`", path.display()));
         if path.exists() {
-            let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|_| err("cannot read the signing key"))?);
-            let seed = b64url_decode(text.trim()).ok_or_else(|| err("malformed signing key"))?;
-            let seed: Zeroizing<[u8; 32]> = Zeroizing::new(
-                seed.try_into().map_err(|_| err("malformed signing key"))?,
+            let text = Zeroizing::new(
+                std::fs::read_to_string(path).map_err(|_| err("cannot read the signing key"))?,
             );
+            let seed = b64url_decode(text.trim()).ok_or_else(|| err("malformed signing key"))?;
+            let seed: Zeroizing<[u8; 32]> =
+                Zeroizing::new(seed.try_into().map_err(|_| err("malformed signing key"))?);
             return Ok(Self::from_seed(&seed));
         }
         let mut seed = Zeroizing::new([0u8; 32]);
-        getrandom::fill(seed.as_mut()).map_err(|_| err("no random source to create the signing key"))?;
+        getrandom::fill(seed.as_mut())
+            .map_err(|_| err("no random source to create the signing key"))?;
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
         #[cfg(unix)]
@@ -45,7 +47,9 @@ impl ServerKey {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(0o600);
         }
-        let mut file = opts.open(path).map_err(|_| err("cannot create the signing key"))?;
+        let mut file = opts
+            .open(path)
+            .map_err(|_| err("cannot create the signing key"))?;
         file.write_all(format!("{}\n", b64url(seed.as_ref())).as_bytes())
             .and_then(|()| file.sync_all())
             .map_err(|_| err("cannot write the signing key"))?;

@@ -144,7 +144,11 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let server = start(config).await?;
-    println!("mandate: listening on {} (issuer {})", server.url(), server.issuer);
+    println!(
+        "mandate: listening on {} (issuer {})",
+        server.url(),
+        server.issuer
+    );
     if let Some(key) = &server.bootstrap_key {
         println!();
         println!("First start: created the operator tenant and its owner `admin`.");
@@ -152,7 +156,9 @@ pub async fn serve(
         println!();
         println!("    export MANDATE_API_KEY={key}");
         println!();
-        println!("Then, for example:  mandate whoami   ·   mandate human list   ·   mandate agent add …");
+        println!(
+            "Then, for example:  mandate whoami   ·   mandate human list   ·   mandate agent add …"
+        );
     }
     shutdown.await;
     tracing::info!("shutting down");
@@ -160,11 +166,17 @@ pub async fn serve(
     Ok(())
 }
 
-async fn open(config: &ServerConfig, addr: SocketAddr) -> Result<(AppState, Option<String>), ServerError> {
+async fn open(
+    config: &ServerConfig,
+    addr: SocketAddr,
+) -> Result<(AppState, Option<String>), ServerError> {
     create_private_dir(&config.data_dir)?;
     let db_path = match config.database_url.as_deref() {
         None => config.data_dir.join("mandate.db"),
-        Some(url) => match url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        Some(url) => match url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
             Some(path) => PathBuf::from(path),
             None => {
                 return Err(ServerError::new(
@@ -220,7 +232,12 @@ fn create_private_dir(dir: &std::path::Path) -> Result<(), ServerError> {
 /// with an API key (preset, or generated and returned for printing once).
 async fn bootstrap(state: &AppState, preset: Option<&str>) -> Result<Option<String>, ServerError> {
     let fail = |e: ApiError| ServerError::new(format!("bootstrap failed: {e:?}"));
-    if !state.store.is_empty().await.map_err(|e| ServerError::new(e.to_string()))? {
+    if !state
+        .store
+        .is_empty()
+        .await
+        .map_err(|e| ServerError::new(e.to_string()))?
+    {
         return Ok(None);
     }
     let now = state.now();
@@ -229,7 +246,8 @@ async fn bootstrap(state: &AppState, preset: Option<&str>) -> Result<Option<Stri
             let ok = k.len() >= 32
                 && k.len() <= 256
                 && k.starts_with("mnd_")
-                && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
             if !ok {
                 return Err(ServerError::new(
                     "MANDATE_BOOTSTRAP_KEY must start with `mnd_` and be 32 to 256 characters of letters, digits, `_` and `-`",
@@ -293,26 +311,41 @@ async fn bootstrap(state: &AppState, preset: Option<&str>) -> Result<Option<Stri
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(public::health))
-        .route("/.well-known/oauth-authorization-server", get(public::metadata))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(public::metadata),
+        )
         .route("/jwks.json", get(public::jwks))
         .route("/v1/openapi.json", get(public::openapi))
         .route("/v1/me", get(humans::me))
         .route("/v1/tenants", post(humans::create_tenant))
-        .route("/v1/humans", post(humans::create_human).get(humans::list_humans))
+        .route(
+            "/v1/humans",
+            post(humans::create_human).get(humans::list_humans),
+        )
         .route("/v1/humans/{id}", get(humans::show_human))
         .route("/v1/humans/{id}/api-keys", post(humans::create_api_key))
         .route("/v1/humans/{id}/revoke", post(humans::revoke_human))
-        .route("/v1/agents", post(agents::create_agent).get(agents::list_agents))
+        .route(
+            "/v1/agents",
+            post(agents::create_agent).get(agents::list_agents),
+        )
         .route("/v1/agents/{id}", get(agents::show_agent))
         .route("/v1/agents/{id}/keys", post(agents::add_key))
         .route("/v1/agents/{id}/keys/{kid}", delete(agents::retire_key))
         .route("/v1/agents/{id}/{action}", post(agents::transition_agent))
-        .route("/v1/gates", post(agents::create_gate).get(agents::list_gates))
+        .route(
+            "/v1/gates",
+            post(agents::create_gate).get(agents::list_gates),
+        )
         .route("/v1/gates/{id}", get(agents::show_gate))
         .route("/v1/receipts", get(ledger::list_receipts))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(ProblemKind::MethodNotAllowed, "this route does not accept that method")
+            ApiError::new(
+                ProblemKind::MethodNotAllowed,
+                "this route does not accept that method",
+            )
         })
         .layer(DefaultBodyLimit::max(extract::MAX_BODY))
         .layer(TraceLayer::new_for_http())

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use mandate_core::clock::Clock;
+use mandate_core::id::TenantId;
 use mandate_core::identity::TrustDomain;
 use mandate_core::receipt::Event;
 use mandate_core::scope::ScopeLimits;
 use mandate_store::{Applied, Mutation, Store};
-use mandate_core::id::TenantId;
 
 use crate::error::{ApiError, ProblemKind};
 use crate::keys::ServerKey;

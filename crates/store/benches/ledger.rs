@@ -3,6 +3,10 @@
 //!
 //! Run: `cargo bench -p mandate-store --bench ledger`. Prints criterion's estimates and, at the
 //! end, medians and ratios against the named baselines measured in the same run.
+#![allow(
+    clippy::expect_used,
+    reason = "a benchmark: a failure must abort the run"
+)]
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,7 +44,8 @@ fn event(i: usize) -> Event {
 fn open(dir: &tempfile::TempDir, name: &str, max_batch: usize) -> (Arc<dyn Store>, TenantId) {
     let mut opts = SqliteOptions::new(dir.path().join(name));
     opts.max_batch = max_batch;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(opts, Arc::new(SystemClock)).expect("open"));
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(opts, Arc::new(SystemClock)).expect("open"));
     (store, TenantId::from_parts(1, [1; 10]))
 }
 
@@ -62,7 +67,12 @@ async fn burst(store: &Arc<dyn Store>, tenant: &TenantId, n: usize) -> Duration 
 
 type Samples = Arc<Mutex<Vec<f64>>>;
 
-fn append(c: &mut Criterion, rt: &tokio::runtime::Runtime, group_rate: &Samples, single_rate: &Samples) {
+fn append(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    group_rate: &Samples,
+    single_rate: &Samples,
+) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut g = c.benchmark_group("receipt_append");
     g.sample_size(10).measurement_time(Duration::from_secs(8));
@@ -74,7 +84,10 @@ fn append(c: &mut Criterion, rt: &tokio::runtime::Runtime, group_rate: &Samples,
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let d = rt.block_on(burst(&store, &tenant, BURST));
-                group_rate.lock().expect("lock").push(BURST as f64 / d.as_secs_f64());
+                group_rate
+                    .lock()
+                    .expect("lock")
+                    .push(BURST as f64 / d.as_secs_f64());
                 total += d;
             }
             total
@@ -88,7 +101,10 @@ fn append(c: &mut Criterion, rt: &tokio::runtime::Runtime, group_rate: &Samples,
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let d = rt.block_on(burst(&store, &tenant, BURST_SINGLE));
-                single_rate.lock().expect("lock").push(BURST_SINGLE as f64 / d.as_secs_f64());
+                single_rate
+                    .lock()
+                    .expect("lock")
+                    .push(BURST_SINGLE as f64 / d.as_secs_f64());
                 total += d;
             }
             total
@@ -98,7 +114,13 @@ fn append(c: &mut Criterion, rt: &tokio::runtime::Runtime, group_rate: &Samples,
 }
 
 fn hashing(c: &mut Criterion, fixed: &Samples, generic: &Samples) {
-    let receipt = Receipt::seal(event(7), "ten_01kaw7x0b8f3yq2m9v5n6c4d2j", 42, 1_763_900_000_000, &ReceiptHash([3; 32]));
+    let receipt = Receipt::seal(
+        event(7),
+        "ten_01kaw7x0b8f3yq2m9v5n6c4d2j",
+        42,
+        1_763_900_000_000,
+        &ReceiptHash([3; 32]),
+    );
     let value = serde_json::to_value(&receipt).expect("value");
     let mut g = c.benchmark_group("receipt_hash");
     g.bench_function("fixed_order_struct", |b| {
@@ -108,7 +130,10 @@ fn hashing(c: &mut Criterion, fixed: &Samples, generic: &Samples) {
                 std::hint::black_box(std::hint::black_box(&receipt).canonical_and_hash());
             }
             let d = start.elapsed();
-            fixed.lock().expect("lock").push(d.as_nanos() as f64 / iters as f64);
+            fixed
+                .lock()
+                .expect("lock")
+                .push(d.as_nanos() as f64 / iters as f64);
             d
         })
     });
@@ -116,10 +141,15 @@ fn hashing(c: &mut Criterion, fixed: &Samples, generic: &Samples) {
         b.iter_custom(|iters| {
             let start = Instant::now();
             for _ in 0..iters {
-                std::hint::black_box(mandate_core::jcs::sha256(std::hint::black_box(&value)).expect("jcs"));
+                std::hint::black_box(
+                    mandate_core::jcs::sha256(std::hint::black_box(&value)).expect("jcs"),
+                );
             }
             let d = start.elapsed();
-            generic.lock().expect("lock").push(d.as_nanos() as f64 / iters as f64);
+            generic
+                .lock()
+                .expect("lock")
+                .push(d.as_nanos() as f64 / iters as f64);
             d
         })
     });

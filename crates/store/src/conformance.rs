@@ -137,7 +137,13 @@ async fn tenant_bootstrap_and_api_key(store: Arc<dyn Store>) {
         .expect("principal");
     assert_eq!(p.human, owner);
     assert!(p.tenant.operator);
-    assert!(store.principal_by_api_key([9; 32]).await.expect("lookup").is_none());
+    assert!(
+        store
+            .principal_by_api_key([9; 32])
+            .await
+            .expect("lookup")
+            .is_none()
+    );
     // Revoking the human disables the key.
     store
         .commit(
@@ -146,11 +152,20 @@ async fn tenant_bootstrap_and_api_key(store: Arc<dyn Store>) {
                 id: owner.id.clone(),
                 at: 5_000,
             },
-            vec![(tenant.id.clone(), event(EventKind::HumanRevoked, "h".into()))],
+            vec![(
+                tenant.id.clone(),
+                event(EventKind::HumanRevoked, "h".into()),
+            )],
         )
         .await
         .expect("revoke");
-    assert!(store.principal_by_api_key(hash).await.expect("lookup").is_none());
+    assert!(
+        store
+            .principal_by_api_key(hash)
+            .await
+            .expect("lookup")
+            .is_none()
+    );
     assert_eq!(verify_chain(store.as_ref(), &tenant.id).await, 2);
 }
 
@@ -159,10 +174,17 @@ async fn agent_lifecycle(store: Arc<dyn Store>) {
     let a = agent(&tenant, &owner, 1, "triage-bot");
     let ev = || event(EventKind::AgentRegistered, "agents/x".into());
     store
-        .commit(Mutation::CreateAgent(a.clone()), vec![(tenant.id.clone(), ev())])
+        .commit(
+            Mutation::CreateAgent(a.clone()),
+            vec![(tenant.id.clone(), ev())],
+        )
         .await
         .expect("create agent");
-    let got = store.agent(&tenant.id, &a.id).await.expect("read").expect("exists");
+    let got = store
+        .agent(&tenant.id, &a.id)
+        .await
+        .expect("read")
+        .expect("exists");
     assert_eq!(got, a);
     for (to, want) in [
         (AgentTransition::Suspend, Ok(AgentStatus::Suspended)),
@@ -197,7 +219,10 @@ async fn agent_lifecycle(store: Arc<dyn Store>) {
                 status: Some(AgentStatus::Revoked),
                 owner: None,
             },
-            &Page { after: None, limit: 10 },
+            &Page {
+                after: None,
+                limit: 10,
+            },
         )
         .await
         .expect("list");
@@ -211,17 +236,29 @@ async fn conflicts_change_nothing(store: Arc<dyn Store>) {
     let a = agent(&tenant, &owner, 2, "dup");
     let ev = || event(EventKind::AgentRegistered, "agents/x".into());
     store
-        .commit(Mutation::CreateAgent(a.clone()), vec![(tenant.id.clone(), ev())])
+        .commit(
+            Mutation::CreateAgent(a.clone()),
+            vec![(tenant.id.clone(), ev())],
+        )
         .await
         .expect("first");
     let mut b = agent(&tenant, &owner, 3, "dup");
     b.id = AgentId::from_parts(9_999, rnd(3));
     let err = store
-        .commit(Mutation::CreateAgent(b.clone()), vec![(tenant.id.clone(), ev())])
+        .commit(
+            Mutation::CreateAgent(b.clone()),
+            vec![(tenant.id.clone(), ev())],
+        )
         .await
         .expect_err("duplicate name");
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
-    assert!(store.agent(&tenant.id, &b.id).await.expect("read").is_none());
+    assert!(
+        store
+            .agent(&tenant.id, &b.id)
+            .await
+            .expect("read")
+            .is_none()
+    );
     assert_eq!(verify_chain(store.as_ref(), &tenant.id).await, 2);
 }
 
@@ -238,12 +275,17 @@ async fn tenants_are_isolated(store: Arc<dyn Store>) {
         .expect("create");
     assert!(store.agent(&tb.id, &a.id).await.expect("read").is_none());
     assert!(store.human(&tb.id, &oa.id).await.expect("read").is_none());
-    let page = Page { after: None, limit: 100 };
-    assert!(store
-        .agents(&tb.id, &AgentFilter::default(), &page)
-        .await
-        .expect("list")
-        .is_empty());
+    let page = Page {
+        after: None,
+        limit: 100,
+    };
+    assert!(
+        store
+            .agents(&tb.id, &AgentFilter::default(), &page)
+            .await
+            .expect("list")
+            .is_empty()
+    );
     let err = store
         .commit(
             Mutation::TransitionAgent {

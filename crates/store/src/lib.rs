@@ -41,8 +41,11 @@ pub use model::*;
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Applies `mutation` and appends `receipts` atomically; returns once durable.
-    async fn commit(&self, mutation: Mutation, receipts: Vec<(TenantId, Event)>)
-    -> Result<Applied, StoreError>;
+    async fn commit(
+        &self,
+        mutation: Mutation,
+        receipts: Vec<(TenantId, Event)>,
+    ) -> Result<Applied, StoreError>;
 
     /// Whether no tenant exists yet (first start).
     async fn is_empty(&self) -> Result<bool, StoreError>;

@@ -81,7 +81,10 @@ fn each_tamper_names_the_first_bad_record() {
 
     let mut extra = chain(2);
     extra[1].2["extra"] = 1.into();
-    assert!(matches!(verify(&extra), Err(ChainError::Malformed { seq: 2, .. })));
+    assert!(matches!(
+        verify(&extra),
+        Err(ChainError::Malformed { seq: 2, .. })
+    ));
 }
 
 fn any_text() -> impl Strategy<Value = String> {

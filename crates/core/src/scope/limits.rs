@@ -25,9 +25,9 @@ pub const MAX_INHERITED_PROHIBITIONS: usize = MAX_ITEMS * MAX_DEPTH_HARD_CAP as 
 /// Each number can only lower the matching hard constant ([`MAX_DETAILS`], [`MAX_ITEMS`],
 /// [`MAX_SEGMENTS`], [`MAX_DEPTH_HARD_CAP`]); a larger value is treated as the constant, so
 /// anything parsed under some limits can also be read back by serde, which applies the
-/// constants.
+/// constants. As configuration, every member is optional and defaults as below.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ScopeLimits {
     /// The actions this deployment knows.
     pub vocabulary: ActionVocabulary,

@@ -37,10 +37,7 @@ pub struct NewAgentBody {
 
 /// A caller-supplied public key, or a fresh server-generated one with its private JWK (to be
 /// returned exactly once).
-fn key_or_generate(
-    jwk: Option<&Value>,
-    now: i64,
-) -> Result<(KeyRecord, Option<Value>), ApiError> {
+fn key_or_generate(jwk: Option<&Value>, now: i64) -> Result<(KeyRecord, Option<Value>), ApiError> {
     match jwk {
         Some(v) => {
             let public = PublicJwk::from_json(v)
@@ -59,14 +56,21 @@ fn key_or_generate(
 pub async fn create_agent(
     State(state): State<AppState>,
     caller: Caller,
-    StrictJson { value: body, request_hash }: StrictJson<NewAgentBody>,
+    StrictJson {
+        value: body,
+        request_hash,
+    }: StrictJson<NewAgentBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require_writer()?;
     let now = state.now();
     let name = slug(&body.name, "name")?;
     let purpose = text(&body.purpose, "purpose", 512)?;
-    let owner = HumanId::parse(&body.owner)
-        .map_err(|_| ApiError::not_found(format!("human `{}`", body.owner.chars().take(64).collect::<String>())))?;
+    let owner = HumanId::parse(&body.owner).map_err(|_| {
+        ApiError::not_found(format!(
+            "human `{}`",
+            body.owner.chars().take(64).collect::<String>()
+        ))
+    })?;
     let ceiling = Scope::parse(&body.ceiling, &state.limits)
         .map_err(|e| ApiError::unprocessable(format!("invalid `ceiling`: {e}")))?;
     let ceiling = serde_json::to_value(&ceiling)
@@ -88,9 +92,19 @@ pub async fn create_agent(
         created_at: now,
         last_seen_at: None,
     };
-    let ev = human_event(&caller, EventKind::AgentRegistered, "create", format!("agents/{}", agent.id), request_hash, vec![format!("commitment {}", agent.commitment)]);
+    let ev = human_event(
+        &caller,
+        EventKind::AgentRegistered,
+        "create",
+        format!("agents/{}", agent.id),
+        request_hash,
+        vec![format!("commitment {}", agent.commitment)],
+    );
     state
-        .commit(Mutation::CreateAgent(agent.clone()), vec![(agent.tenant.clone(), ev)])
+        .commit(
+            Mutation::CreateAgent(agent.clone()),
+            vec![(agent.tenant.clone(), ev)],
+        )
         .await?;
     let mut out = json!({"agent": views::agent(&state, &agent)});
     if let (Some(p), Some(o)) = (private_jwk, out.as_object_mut()) {
@@ -135,13 +149,21 @@ pub async fn list_agents(
         .store
         .agents(&caller.0.tenant.id, &filter, &page)
         .await?;
-    Ok(Json(list(items, limit, |a| a.id.to_string(), |a| {
-        views::agent(&state, a)
-    })))
+    Ok(Json(list(
+        items,
+        limit,
+        |a| a.id.to_string(),
+        |a| views::agent(&state, a),
+    )))
 }
 
 async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<Agent, ApiError> {
-    let not_found = || ApiError::not_found(format!("agent `{}`", id.chars().take(64).collect::<String>()));
+    let not_found = || {
+        ApiError::not_found(format!(
+            "agent `{}`",
+            id.chars().take(64).collect::<String>()
+        ))
+    };
     let id = AgentId::parse(id).map_err(|_| not_found())?;
     state
         .store
@@ -165,7 +187,10 @@ pub async fn transition_agent(
     State(state): State<AppState>,
     caller: Caller,
     Path((id, action)): Path<(String, String)>,
-    StrictJson { value: body, request_hash }: StrictJson<ReasonBody>,
+    StrictJson {
+        value: body,
+        request_hash,
+    }: StrictJson<ReasonBody>,
 ) -> Result<Json<Value>, ApiError> {
     let (to, kind) = match action.as_str() {
         "suspend" => (AgentTransition::Suspend, EventKind::AgentSuspended),
@@ -175,7 +200,14 @@ pub async fn transition_agent(
     };
     caller.require_writer()?;
     let agent = load(&state, &caller, &id).await?;
-    let ev = human_event(&caller, kind, &action, format!("agents/{}", agent.id), request_hash, body.reasons()?);
+    let ev = human_event(
+        &caller,
+        kind,
+        &action,
+        format!("agents/{}", agent.id),
+        request_hash,
+        body.reasons()?,
+    );
     let applied = state
         .commit(
             Mutation::TransitionAgent {
@@ -188,7 +220,10 @@ pub async fn transition_agent(
         .await?;
     match applied.value {
         AppliedValue::Agent(a) => Ok(Json(views::agent(&state, &a))),
-        _ => Err(ApiError::new(ProblemKind::Internal, "unexpected store result")),
+        _ => Err(ApiError::new(
+            ProblemKind::Internal,
+            "unexpected store result",
+        )),
     }
 }
 
@@ -203,12 +238,22 @@ pub async fn add_key(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    StrictJson { value: body, request_hash }: StrictJson<NewKeyBody>,
+    StrictJson {
+        value: body,
+        request_hash,
+    }: StrictJson<NewKeyBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require_writer()?;
     let agent = load(&state, &caller, &id).await?;
     let (key, private_jwk) = key_or_generate(body.jwk.as_ref(), state.now())?;
-    let ev = human_event(&caller, EventKind::AgentKeyAdded, "create", format!("agents/{}/keys/{}", agent.id, key.kid), request_hash, vec![]);
+    let ev = human_event(
+        &caller,
+        EventKind::AgentKeyAdded,
+        "create",
+        format!("agents/{}/keys/{}", agent.id, key.kid),
+        request_hash,
+        vec![],
+    );
     state
         .commit(
             Mutation::AddAgentKey {
@@ -235,7 +280,14 @@ pub async fn retire_key(
     caller.require_writer()?;
     let agent = load(&state, &caller, &id).await?;
     let kid: String = kid.chars().take(64).collect();
-    let ev = human_event(&caller, EventKind::AgentKeyRetired, "retire", format!("agents/{}/keys/{kid}", agent.id), None, vec![]);
+    let ev = human_event(
+        &caller,
+        EventKind::AgentKeyRetired,
+        "retire",
+        format!("agents/{}/keys/{kid}", agent.id),
+        None,
+        vec![],
+    );
     let applied = state
         .commit(
             Mutation::RetireAgentKey {
@@ -249,7 +301,10 @@ pub async fn retire_key(
         .await?;
     match applied.value {
         AppliedValue::Key(k) => Ok(Json(views::key(&k))),
-        _ => Err(ApiError::new(ProblemKind::Internal, "unexpected store result")),
+        _ => Err(ApiError::new(
+            ProblemKind::Internal,
+            "unexpected store result",
+        )),
     }
 }
 
@@ -265,7 +320,10 @@ pub struct NewGateBody {
 pub async fn create_gate(
     State(state): State<AppState>,
     caller: Caller,
-    StrictJson { value: body, request_hash }: StrictJson<NewGateBody>,
+    StrictJson {
+        value: body,
+        request_hash,
+    }: StrictJson<NewGateBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require_writer()?;
     let now = state.now();
@@ -273,7 +331,9 @@ pub async fn create_gate(
     let audience = Location::parse(&body.audience)
         .map_err(|e| ApiError::unprocessable(format!("invalid `audience`: {e}")))?;
     if body.jwk.is_null() {
-        return Err(ApiError::bad_request("`jwk` is required: gates authenticate with their own key"));
+        return Err(ApiError::bad_request(
+            "`jwk` is required: gates authenticate with their own key",
+        ));
     }
     let public = PublicJwk::from_json(&body.jwk)
         .map_err(|e| ApiError::unprocessable(format!("invalid `jwk`: {e}")))?;
@@ -285,9 +345,19 @@ pub async fn create_gate(
         keys: vec![KeyRecord::new(public, now)],
         created_at: now,
     };
-    let ev = human_event(&caller, EventKind::GateRegistered, "create", format!("gates/{}", gate.id), request_hash, vec![]);
+    let ev = human_event(
+        &caller,
+        EventKind::GateRegistered,
+        "create",
+        format!("gates/{}", gate.id),
+        request_hash,
+        vec![],
+    );
     state
-        .commit(Mutation::CreateGate(gate.clone()), vec![(gate.tenant.clone(), ev)])
+        .commit(
+            Mutation::CreateGate(gate.clone()),
+            vec![(gate.tenant.clone(), ev)],
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(views::gate(&gate))))
 }
@@ -309,7 +379,12 @@ pub async fn show_gate(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let not_found = || ApiError::not_found(format!("gate `{}`", id.chars().take(64).collect::<String>()));
+    let not_found = || {
+        ApiError::not_found(format!(
+            "gate `{}`",
+            id.chars().take(64).collect::<String>()
+        ))
+    };
     let gid = GateId::parse(&id).map_err(|_| not_found())?;
     let gate = state
         .store

@@ -55,7 +55,10 @@ struct NewOwner {
 pub async fn create_tenant(
     State(state): State<AppState>,
     caller: Caller,
-    StrictJson { value: body, request_hash }: StrictJson<NewTenantBody>,
+    StrictJson {
+        value: body,
+        request_hash,
+    }: StrictJson<NewTenantBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     if !(caller.0.tenant.operator && caller.0.human.role == Role::Owner) {
         return Err(ApiError::forbidden(
@@ -84,11 +87,25 @@ pub async fn create_tenant(
     let receipts = vec![
         (
             tenant.id.clone(),
-            human_event(&caller, EventKind::TenantCreated, "create", resource.clone(), request_hash.clone(), vec![format!("owner {}", owner.id), format!("api key {key_id}")]),
+            human_event(
+                &caller,
+                EventKind::TenantCreated,
+                "create",
+                resource.clone(),
+                request_hash.clone(),
+                vec![format!("owner {}", owner.id), format!("api key {key_id}")],
+            ),
         ),
         (
             caller.0.tenant.id.clone(),
-            human_event(&caller, EventKind::TenantCreated, "create", resource, request_hash, vec![]),
+            human_event(
+                &caller,
+                EventKind::TenantCreated,
+                "create",
+                resource,
+                request_hash,
+                vec![],
+            ),
         ),
     ];
     let mutation = Mutation::CreateTenant {
@@ -105,7 +122,9 @@ pub async fn create_tenant(
     state.commit(mutation, receipts).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"tenant": views::tenant(&tenant), "owner": views::human(&owner), "api_key": api_key})),
+        Json(
+            json!({"tenant": views::tenant(&tenant), "owner": views::human(&owner), "api_key": api_key}),
+        ),
     ))
 }
 
@@ -121,7 +140,10 @@ pub struct NewHumanBody {
 pub async fn create_human(
     State(state): State<AppState>,
     caller: Caller,
-    StrictJson { value: body, request_hash }: StrictJson<NewHumanBody>,
+    StrictJson {
+        value: body,
+        request_hash,
+    }: StrictJson<NewHumanBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require_writer()?;
     let role = body.role.unwrap_or(Role::Admin);
@@ -138,9 +160,19 @@ pub async fn create_human(
         status: HumanStatus::Active,
         created_at: now,
     };
-    let ev = human_event(&caller, EventKind::HumanCreated, "create", format!("humans/{}", human.id), request_hash, vec![]);
+    let ev = human_event(
+        &caller,
+        EventKind::HumanCreated,
+        "create",
+        format!("humans/{}", human.id),
+        request_hash,
+        vec![],
+    );
     state
-        .commit(Mutation::CreateHuman(human.clone()), vec![(human.tenant.clone(), ev)])
+        .commit(
+            Mutation::CreateHuman(human.clone()),
+            vec![(human.tenant.clone(), ev)],
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(views::human(&human))))
 }
@@ -158,7 +190,12 @@ pub async fn list_humans(
 
 /// Loads a human of the caller's tenant; malformed and foreign ids are "not found".
 async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<Human, ApiError> {
-    let not_found = || ApiError::not_found(format!("human `{}`", id.chars().take(64).collect::<String>()));
+    let not_found = || {
+        ApiError::not_found(format!(
+            "human `{}`",
+            id.chars().take(64).collect::<String>()
+        ))
+    };
     let id = HumanId::parse(id).map_err(|_| not_found())?;
     state
         .store
@@ -186,18 +223,30 @@ pub async fn create_api_key(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    StrictJson { value: EmptyBody {}, request_hash }: StrictJson<EmptyBody>,
+    StrictJson {
+        value: EmptyBody {},
+        request_hash,
+    }: StrictJson<EmptyBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let target = load(&state, &caller, &id).await?;
     if target.id != caller.0.human.id {
         caller.require_writer()?;
         if target.role == Role::Owner && caller.0.human.role != Role::Owner {
-            return Err(ApiError::forbidden("only owners may create API keys for owners"));
+            return Err(ApiError::forbidden(
+                "only owners may create API keys for owners",
+            ));
         }
     }
     let now = state.now();
     let (api_key, key_id, hash) = new_api_key(now)?;
-    let ev = human_event(&caller, EventKind::ApiKeyCreated, "create", format!("humans/{}/api-keys/{key_id}", target.id), request_hash, vec![]);
+    let ev = human_event(
+        &caller,
+        EventKind::ApiKeyCreated,
+        "create",
+        format!("humans/{}/api-keys/{key_id}", target.id),
+        request_hash,
+        vec![],
+    );
     state
         .commit(
             Mutation::CreateApiKey(NewApiKey {
@@ -212,7 +261,9 @@ pub async fn create_api_key(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"id": key_id, "human": target.id, "api_key": api_key, "created_at": views::time(now)})),
+        Json(
+            json!({"id": key_id, "human": target.id, "api_key": api_key, "created_at": views::time(now)}),
+        ),
     ))
 }
 
@@ -221,7 +272,10 @@ pub async fn revoke_human(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    StrictJson { value: body, request_hash }: StrictJson<ReasonBody>,
+    StrictJson {
+        value: body,
+        request_hash,
+    }: StrictJson<ReasonBody>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_writer()?;
     let target = load(&state, &caller, &id).await?;
@@ -229,9 +283,19 @@ pub async fn revoke_human(
         return Err(ApiError::forbidden("only owners may revoke owners"));
     }
     if target.id == caller.0.human.id {
-        return Err(ApiError::new(crate::error::ProblemKind::Conflict, "you cannot revoke yourself"));
+        return Err(ApiError::new(
+            crate::error::ProblemKind::Conflict,
+            "you cannot revoke yourself",
+        ));
     }
-    let ev = human_event(&caller, EventKind::HumanRevoked, "revoke", format!("humans/{}", target.id), request_hash, body.reasons()?);
+    let ev = human_event(
+        &caller,
+        EventKind::HumanRevoked,
+        "revoke",
+        format!("humans/{}", target.id),
+        request_hash,
+        body.reasons()?,
+    );
     let applied = state
         .commit(
             Mutation::RevokeHuman {
@@ -244,7 +308,10 @@ pub async fn revoke_human(
         .await?;
     match applied.value {
         AppliedValue::Human(h) => Ok(Json(views::human(&h))),
-        _ => Err(ApiError::new(crate::error::ProblemKind::Internal, "unexpected store result")),
+        _ => Err(ApiError::new(
+            crate::error::ProblemKind::Internal,
+            "unexpected store result",
+        )),
     }
 }
 
@@ -253,7 +320,9 @@ pub fn slug(value: &str, field: &str) -> Result<String, ApiError> {
     let ok = !value.is_empty()
         && value.len() <= 64
         && value.as_bytes()[0].is_ascii_alphanumeric()
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     if ok {
         Ok(value.to_owned())
     } else {

@@ -40,7 +40,11 @@ pub async fn list_receipts(
         .await?;
     let more = items.len() > limit as usize;
     items.truncate(limit as usize);
-    let next = if more { items.last().map(|r| r.seq) } else { None };
+    let next = if more {
+        items.last().map(|r| r.seq)
+    } else {
+        None
+    };
     let items: Vec<Value> = items
         .into_iter()
         .map(|r| {

@@ -8,8 +8,8 @@ pub mod public;
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
 use mandate_core::receipt::{Actor, Event, EventKind, Outcome};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 use crate::extract::Caller;

@@ -15,7 +15,12 @@ async fn agent_lifecycle_with_receipts() {
     assert!(id.starts_with("agt_"));
     assert_eq!(agent["owner"], owner.as_str());
     assert_eq!(agent["status"], "active");
-    assert!(agent["spiffe_id"].as_str().unwrap().ends_with(&format!("/agent/{id}")));
+    assert!(
+        agent["spiffe_id"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/agent/{id}"))
+    );
     assert!(agent["did"].as_str().unwrap().starts_with("did:key:z6Mk"));
     assert_eq!(agent["commitment"].as_str().unwrap().len(), 64);
     assert!(agent["last_seen_at"].is_null());
@@ -27,27 +32,60 @@ async fn agent_lifecycle_with_receipts() {
     assert_eq!(private["kid"], agent["keys"][0]["kid"]);
     let shown = s.get(&format!("/v1/agents/{id}"), ADMIN_KEY).await;
     assert_eq!(shown.status, 200);
-    assert!(!shown.body.to_string().contains(private["d"].as_str().unwrap()));
+    assert!(
+        !shown
+            .body
+            .to_string()
+            .contains(private["d"].as_str().unwrap())
+    );
     assert_eq!(shown.body["commitment"], agent["commitment"]);
 
     // Commitment = sha256(JCS({name, purpose, ceiling})) over the stored ceiling.
-    let want = mandate_core::identity::commitment("triage-bot", "triage support tickets", &shown.body["ceiling"]).unwrap();
+    let want = mandate_core::identity::commitment(
+        "triage-bot",
+        "triage support tickets",
+        &shown.body["ceiling"],
+    )
+    .unwrap();
     assert_eq!(shown.body["commitment"], want);
 
-    for (action, status) in [("suspend", "suspended"), ("resume", "active"), ("revoke", "revoked")] {
-        let r = s.post(&format!("/v1/agents/{id}/{action}"), ADMIN_KEY, json!({"reason": "test"})).await;
+    for (action, status) in [
+        ("suspend", "suspended"),
+        ("resume", "active"),
+        ("revoke", "revoked"),
+    ] {
+        let r = s
+            .post(
+                &format!("/v1/agents/{id}/{action}"),
+                ADMIN_KEY,
+                json!({"reason": "test"}),
+            )
+            .await;
         assert_eq!(r.status, 200, "{action}: {:?}", r.body);
         assert_eq!(r.body["status"], status);
     }
-    let r = s.post(&format!("/v1/agents/{id}/resume"), ADMIN_KEY, json!({})).await;
+    let r = s
+        .post(&format!("/v1/agents/{id}/resume"), ADMIN_KEY, json!({}))
+        .await;
     assert_eq!(r.status, 409, "revocation is final");
     assert_eq!(r.body["type"], "urn:mandate:problem:conflict");
 
     let receipts = s.receipts(ADMIN_KEY).await;
-    let kinds: Vec<&str> = receipts.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = receipts
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(
         kinds,
-        ["tenant.created", "human.created", "apikey.created", "agent.registered", "agent.suspended", "agent.resumed", "agent.revoked"]
+        [
+            "tenant.created",
+            "human.created",
+            "apikey.created",
+            "agent.registered",
+            "agent.suspended",
+            "agent.resumed",
+            "agent.revoked"
+        ]
     );
     let reg = &receipts[3];
     assert_eq!(reg["resource"], format!("agents/{id}"));
@@ -66,22 +104,70 @@ async fn keys_rotate_and_the_last_one_stays() {
         .post("/v1/agents", ADMIN_KEY, json!({"name": "bot", "owner": owner, "purpose": "p", "ceiling": harness::ceiling(), "jwk": public_jwk(1)}))
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
-    assert!(r.body.get("private_jwk").is_none(), "no private key when the caller brought one");
+    assert!(
+        r.body.get("private_jwk").is_none(),
+        "no private key when the caller brought one"
+    );
     let id = r.body["agent"]["id"].as_str().unwrap().to_owned();
-    let first = r.body["agent"]["keys"][0]["kid"].as_str().unwrap().to_owned();
-    let r = s.call(Method::DELETE, &format!("/v1/agents/{id}/keys/{first}"), Some(ADMIN_KEY), None).await;
-    assert_eq!(r.status, 409, "the last active key cannot be retired: {:?}", r.body);
-    let r = s.post(&format!("/v1/agents/{id}/keys"), ADMIN_KEY, json!({"jwk": public_jwk(2)})).await;
+    let first = r.body["agent"]["keys"][0]["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = s
+        .call(
+            Method::DELETE,
+            &format!("/v1/agents/{id}/keys/{first}"),
+            Some(ADMIN_KEY),
+            None,
+        )
+        .await;
+    assert_eq!(
+        r.status, 409,
+        "the last active key cannot be retired: {:?}",
+        r.body
+    );
+    let r = s
+        .post(
+            &format!("/v1/agents/{id}/keys"),
+            ADMIN_KEY,
+            json!({"jwk": public_jwk(2)}),
+        )
+        .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
-    let r = s.post(&format!("/v1/agents/{id}/keys"), ADMIN_KEY, json!({"jwk": public_jwk(2)})).await;
+    let r = s
+        .post(
+            &format!("/v1/agents/{id}/keys"),
+            ADMIN_KEY,
+            json!({"jwk": public_jwk(2)}),
+        )
+        .await;
     assert_eq!(r.status, 409, "the same key twice");
-    let r = s.call(Method::DELETE, &format!("/v1/agents/{id}/keys/{first}"), Some(ADMIN_KEY), None).await;
+    let r = s
+        .call(
+            Method::DELETE,
+            &format!("/v1/agents/{id}/keys/{first}"),
+            Some(ADMIN_KEY),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.body["status"], "retired");
     let shown = s.get(&format!("/v1/agents/{id}"), ADMIN_KEY).await.body;
-    let expected_did = mandate_core::jwk::PublicJwk::from_json(&public_jwk(2)).unwrap().did_key();
-    assert_eq!(shown["did"], expected_did, "the did:key follows the newest active key");
-    let r = s.call(Method::DELETE, &format!("/v1/agents/{id}/keys/nope"), Some(ADMIN_KEY), None).await;
+    let expected_did = mandate_core::jwk::PublicJwk::from_json(&public_jwk(2))
+        .unwrap()
+        .did_key();
+    assert_eq!(
+        shown["did"], expected_did,
+        "the did:key follows the newest active key"
+    );
+    let r = s
+        .call(
+            Method::DELETE,
+            &format!("/v1/agents/{id}/keys/nope"),
+            Some(ADMIN_KEY),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 404);
 }
 
@@ -93,8 +179,17 @@ async fn gates_humans_lists_and_paging() {
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     let gid = r.body["id"].as_str().unwrap().to_owned();
-    assert_eq!(s.get(&format!("/v1/gates/{gid}"), ADMIN_KEY).await.body["audience"], "https://crm.example.com");
-    assert_eq!(s.get("/v1/gates", ADMIN_KEY).await.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        s.get(&format!("/v1/gates/{gid}"), ADMIN_KEY).await.body["audience"],
+        "https://crm.example.com"
+    );
+    assert_eq!(
+        s.get("/v1/gates", ADMIN_KEY).await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     let (owner, _) = s.human(ADMIN_KEY, "carol", "admin").await;
     for i in 0..5 {
         s.agent(ADMIN_KEY, &owner, &format!("bot-{i}")).await;
@@ -113,19 +208,33 @@ async fn gates_humans_lists_and_paging() {
         }
     }
     assert_eq!(seen, ["bot-0", "bot-1", "bot-2", "bot-3", "bot-4"]);
-    let r = s.get(&format!("/v1/agents?owner={owner}&status=active"), ADMIN_KEY).await;
+    let r = s
+        .get(
+            &format!("/v1/agents?owner={owner}&status=active"),
+            ADMIN_KEY,
+        )
+        .await;
     assert_eq!(r.body["items"].as_array().unwrap().len(), 5);
     let r = s.get("/v1/agents?status=revoked", ADMIN_KEY).await;
     assert_eq!(r.body["items"].as_array().unwrap().len(), 0);
     // Offboarding a human suspends their agents and disables their keys.
     let (dave, dave_key) = s.human(ADMIN_KEY, "dave", "admin").await;
     let a = s.agent(ADMIN_KEY, &dave, "daves-bot").await;
-    let r = s.post(&format!("/v1/humans/{dave}/revoke"), ADMIN_KEY, json!({"reason": "left"})).await;
+    let r = s
+        .post(
+            &format!("/v1/humans/{dave}/revoke"),
+            ADMIN_KEY,
+            json!({"reason": "left"}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.body["status"], "revoked");
     assert_eq!(s.get("/v1/me", &dave_key).await.status, 401);
     let aid = a["agent"]["id"].as_str().unwrap();
-    assert_eq!(s.get(&format!("/v1/agents/{aid}"), ADMIN_KEY).await.body["status"], "suspended");
+    assert_eq!(
+        s.get(&format!("/v1/agents/{aid}"), ADMIN_KEY).await.body["status"],
+        "suspended"
+    );
     s.receipts(ADMIN_KEY).await;
 }
 
@@ -135,17 +244,30 @@ async fn a_failing_ledger_refuses_with_503_and_changes_nothing() {
     let (owner, _) = s.human(ADMIN_KEY, "erin", "admin").await;
     let before = s.receipts(ADMIN_KEY).await.len();
     let db = rusqlite_open(&s.dir.path().join("data/mandate.db"));
-    db("CREATE TRIGGER no_ledger BEFORE INSERT ON receipts BEGIN SELECT RAISE(ABORT, 'disk full'); END;");
+    db(
+        "CREATE TRIGGER no_ledger BEFORE INSERT ON receipts BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+    );
     let r = s
-        .post("/v1/agents", ADMIN_KEY, json!({"name": "ghost", "owner": owner, "purpose": "p", "ceiling": harness::ceiling()}))
+        .post(
+            "/v1/agents",
+            ADMIN_KEY,
+            json!({"name": "ghost", "owner": owner, "purpose": "p", "ceiling": harness::ceiling()}),
+        )
         .await;
     assert_eq!(r.status, 503, "{:?}", r.body);
     assert_eq!(r.headers["retry-after"], "1");
     assert_eq!(r.body["type"], "urn:mandate:problem:unavailable");
-    assert!(!r.body.to_string().contains("disk full"), "no internal detail leaks");
+    assert!(
+        !r.body.to_string().contains("disk full"),
+        "no internal detail leaks"
+    );
     db("DROP TRIGGER no_ledger;");
     let agents = s.get("/v1/agents", ADMIN_KEY).await;
-    assert_eq!(agents.body["items"].as_array().unwrap().len(), 0, "the agent must not exist");
+    assert_eq!(
+        agents.body["items"].as_array().unwrap().len(),
+        0,
+        "the agent must not exist"
+    );
     assert_eq!(s.receipts(ADMIN_KEY).await.len(), before);
     // Positive control: the same request now succeeds.
     s.agent(ADMIN_KEY, &owner, "ghost").await;

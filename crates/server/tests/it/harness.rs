@@ -37,7 +37,13 @@ impl Server {
         format!("{}{path}", self.running.url())
     }
 
-    pub async fn call(&self, method: Method, path: &str, key: Option<&str>, body: Option<Value>) -> Resp {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
         let mut req = self.http.request(method, self.url(path));
         if let Some(k) = key {
             req = req.bearer_auth(k);
@@ -49,7 +55,14 @@ impl Server {
         Self::read(resp).await
     }
 
-    pub async fn raw(&self, method: Method, path: &str, key: &str, content_type: &str, body: Vec<u8>) -> Resp {
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        key: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Resp {
         let resp = self
             .http
             .request(method, self.url(path))
@@ -69,9 +82,14 @@ impl Server {
         let body = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
         };
-        Resp { status, headers, body }
+        Resp {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn get(&self, path: &str, key: &str) -> Resp {
@@ -85,11 +103,17 @@ impl Server {
     /// Creates a human and returns (id, their new API key).
     pub async fn human(&self, key: &str, name: &str, role: &str) -> (String, String) {
         let r = self
-            .post("/v1/humans", key, json!({"name": name, "email": format!("{name}@example.com"), "role": role}))
+            .post(
+                "/v1/humans",
+                key,
+                json!({"name": name, "email": format!("{name}@example.com"), "role": role}),
+            )
             .await;
         assert_eq!(r.status, 201, "{:?}", r.body);
         let id = r.body["id"].as_str().unwrap().to_owned();
-        let k = self.post(&format!("/v1/humans/{id}/api-keys"), key, json!({})).await;
+        let k = self
+            .post(&format!("/v1/humans/{id}/api-keys"), key, json!({}))
+            .await;
         assert_eq!(k.status, 201, "{:?}", k.body);
         (id, k.body["api_key"].as_str().unwrap().to_owned())
     }
@@ -108,11 +132,17 @@ impl Server {
         let mut cursor = 0u64;
         let mut verifier = mandate_core::receipt::ChainVerifier::new();
         loop {
-            let r = self.get(&format!("/v1/receipts?cursor={cursor}&limit=1000"), key).await;
+            let r = self
+                .get(&format!("/v1/receipts?cursor={cursor}&limit=1000"), key)
+                .await;
             assert_eq!(r.status, 200, "{:?}", r.body);
             for item in r.body["items"].as_array().unwrap() {
                 verifier
-                    .push(item["seq"].as_u64().unwrap(), item["hash"].as_str().unwrap(), &item["receipt"])
+                    .push(
+                        item["seq"].as_u64().unwrap(),
+                        item["hash"].as_str().unwrap(),
+                        &item["receipt"],
+                    )
                     .expect("chain verifies");
                 out.push(item["receipt"].clone());
             }

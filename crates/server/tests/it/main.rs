@@ -1,5 +1,11 @@
 //! Integration tests: the real server on `127.0.0.1:0`, driven over HTTP.
 #![allow(unreachable_pub, reason = "test-binary helpers")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a panic is a failed test"
+)]
 
 mod admin;
 mod bad_input;

@@ -7,26 +7,51 @@ use crate::harness::{self, ADMIN_KEY};
 #[tokio::test]
 async fn discovery_and_jwks() {
     let s = harness::start().await;
-    let m = s.call(Method::GET, "/.well-known/oauth-authorization-server", None, None).await;
+    let m = s
+        .call(
+            Method::GET,
+            "/.well-known/oauth-authorization-server",
+            None,
+            None,
+        )
+        .await;
     assert_eq!(m.status, 200);
     assert_eq!(m.body["issuer"], s.running.issuer);
-    assert_eq!(m.body["jwks_uri"], format!("{}/jwks.json", s.running.issuer));
-    assert_eq!(m.body["authorization_details_types_supported"][0], "mandate");
-    assert_eq!(m.body["token_endpoint_auth_methods_supported"], serde_json::json!(["private_key_jwt"]));
+    assert_eq!(
+        m.body["jwks_uri"],
+        format!("{}/jwks.json", s.running.issuer)
+    );
+    assert_eq!(
+        m.body["authorization_details_types_supported"][0],
+        "mandate"
+    );
+    assert_eq!(
+        m.body["token_endpoint_auth_methods_supported"],
+        serde_json::json!(["private_key_jwt"])
+    );
     let j = s.call(Method::GET, "/jwks.json", None, None).await;
     assert_eq!(j.status, 200);
     let key = &j.body["keys"][0];
     assert_eq!(key["kty"], "OKP");
     assert_eq!(key["crv"], "Ed25519");
     assert_eq!(key["use"], "sig");
-    assert!(key.get("d").is_none(), "the private key must never be published");
-    let public = mandate_core::jwk::PublicJwk::from_json(&serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": key["x"]})).unwrap();
+    assert!(
+        key.get("d").is_none(),
+        "the private key must never be published"
+    );
+    let public = mandate_core::jwk::PublicJwk::from_json(
+        &serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": key["x"]}),
+    )
+    .unwrap();
     assert_eq!(key["kid"], public.thumbprint());
     // The signing key file is private.
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(s.dir.path().join("data/signing-key")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(s.dir.path().join("data/signing-key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }
@@ -34,7 +59,11 @@ async fn discovery_and_jwks() {
 #[tokio::test]
 async fn authentication_is_required_and_uniform() {
     let s = harness::start().await;
-    for key in [None, Some("mnd_wrong_key_000000000000000000000000"), Some("")] {
+    for key in [
+        None,
+        Some("mnd_wrong_key_000000000000000000000000"),
+        Some(""),
+    ] {
         let r = s.call(Method::GET, "/v1/agents", key, None).await;
         assert_eq!(r.status, 401);
         assert_eq!(r.headers["www-authenticate"], "Bearer realm=\"mandate\"");
@@ -57,10 +86,25 @@ async fn auditors_read_but_never_write() {
     let r = s.post("/v1/agents", &auditor, serde_json::json!({"name": "x", "owner": admin_id, "purpose": "p", "ceiling": harness::ceiling()})).await;
     assert_eq!(r.status, 403, "{:?}", r.body);
     // An admin may not mint owners or take an owner's credentials.
-    let r = s.post("/v1/humans", &admin, serde_json::json!({"name": "o", "email": "o@x.y", "role": "owner"})).await;
+    let r = s
+        .post(
+            "/v1/humans",
+            &admin,
+            serde_json::json!({"name": "o", "email": "o@x.y", "role": "owner"}),
+        )
+        .await;
     assert_eq!(r.status, 403);
-    let me = s.get("/v1/me", ADMIN_KEY).await.body["human"]["id"].as_str().unwrap().to_owned();
-    let r = s.post(&format!("/v1/humans/{me}/api-keys"), &admin, serde_json::json!({})).await;
+    let me = s.get("/v1/me", ADMIN_KEY).await.body["human"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = s
+        .post(
+            &format!("/v1/humans/{me}/api-keys"),
+            &admin,
+            serde_json::json!({}),
+        )
+        .await;
     assert_eq!(r.status, 403);
     assert_eq!(s.receipts(ADMIN_KEY).await.len(), before);
 }
@@ -74,7 +118,9 @@ async fn openapi_documents_every_served_route() {
     let mut checked = 0;
     for (path, item) in paths {
         for method in item.as_object().unwrap().keys() {
-            let Ok(m) = method.to_uppercase().parse::<Method>() else { continue };
+            let Ok(m) = method.to_uppercase().parse::<Method>() else {
+                continue;
+            };
             if !["GET", "POST", "DELETE", "PUT", "PATCH"].contains(&m.as_str()) {
                 continue;
             }
@@ -96,7 +142,9 @@ async fn openapi_documents_every_served_route() {
     let r = s.call(Method::GET, "/v1/nope", Some(ADMIN_KEY), None).await;
     assert_eq!(r.status, 404);
     assert_eq!(r.body["type"], "urn:mandate:problem:not-found");
-    let r = s.call(Method::PUT, "/v1/agents", Some(ADMIN_KEY), None).await;
+    let r = s
+        .call(Method::PUT, "/v1/agents", Some(ADMIN_KEY), None)
+        .await;
     assert_eq!(r.status, 405);
     assert_eq!(r.body["type"], "urn:mandate:problem:method-not-allowed");
 }

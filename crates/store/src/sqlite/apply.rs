@@ -75,9 +75,18 @@ fn on_insert(e: rusqlite::Error, conflict: impl FnOnce() -> String) -> StoreErro
 }
 
 fn insert_tenant(c: &Connection, t: &Tenant) -> Result<(), StoreError> {
-    c.prepare_cached("INSERT INTO tenants (id, name, operator, created_at) VALUES (?1, ?2, ?3, ?4)")
-        .and_then(|mut s| s.execute(params![t.id.as_str(), t.name, i64::from(t.operator), t.created_at]))
-        .map_err(|e| on_insert(e, || format!("a tenant named `{}` already exists", t.name)))?;
+    c.prepare_cached(
+        "INSERT INTO tenants (id, name, operator, created_at) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            t.id.as_str(),
+            t.name,
+            i64::from(t.operator),
+            t.created_at
+        ])
+    })
+    .map_err(|e| on_insert(e, || format!("a tenant named `{}` already exists", t.name)))?;
     Ok(())
 }
 
@@ -97,7 +106,11 @@ fn insert_human(c: &Connection, h: &Human) -> Result<(), StoreError> {
             h.created_at
         ])
     })
-    .map_err(|e| on_insert(e, || format!("a human with email `{}` already exists", h.email)))?;
+    .map_err(|e| {
+        on_insert(e, || {
+            format!("a human with email `{}` already exists", h.email)
+        })
+    })?;
     Ok(())
 }
 
@@ -120,8 +133,8 @@ fn insert_api_key(c: &Connection, k: &NewApiKey) -> Result<(), StoreError> {
 }
 
 fn active_human(c: &Connection, tenant: &TenantId, id: &HumanId) -> Result<Human, StoreError> {
-    let human = read::human(c, tenant, id)?
-        .ok_or_else(|| StoreError::NotFound(format!("human `{id}`")))?;
+    let human =
+        read::human(c, tenant, id)?.ok_or_else(|| StoreError::NotFound(format!("human `{id}`")))?;
     if human.status != HumanStatus::Active {
         return Err(StoreError::Conflict(format!("human `{id}` is revoked")));
     }
@@ -184,7 +197,12 @@ fn insert_agent(c: &Connection, a: &Agent) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn insert_key(c: &Connection, tenant: &TenantId, owner: &str, k: &KeyRecord) -> Result<(), StoreError> {
+fn insert_key(
+    c: &Connection,
+    tenant: &TenantId,
+    owner: &str,
+    k: &KeyRecord,
+) -> Result<(), StoreError> {
     c.prepare_cached(
         "INSERT INTO keys (tenant, owner, kid, x, status, created_at, retired_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -229,10 +247,14 @@ fn transition_agent(
         (AgentStatus::Suspended, AgentTransition::Resume) => AgentStatus::Active,
         (_, AgentTransition::Revoke) => AgentStatus::Revoked,
         (AgentStatus::Suspended, AgentTransition::Suspend) => {
-            return Err(StoreError::Conflict(format!("agent `{id}` is already suspended")));
+            return Err(StoreError::Conflict(format!(
+                "agent `{id}` is already suspended"
+            )));
         }
         (AgentStatus::Active, AgentTransition::Resume) => {
-            return Err(StoreError::Conflict(format!("agent `{id}` is not suspended")));
+            return Err(StoreError::Conflict(format!(
+                "agent `{id}` is not suspended"
+            )));
         }
     };
     if agent.owner_is_revoked(c)? && next == AgentStatus::Active {
@@ -279,9 +301,15 @@ fn retire_agent_key(
         return Err(StoreError::NotFound(format!("key `{kid}`")));
     };
     if key.status == KeyStatus::Retired {
-        return Err(StoreError::Conflict(format!("key `{kid}` is already retired")));
+        return Err(StoreError::Conflict(format!(
+            "key `{kid}` is already retired"
+        )));
     }
-    let active = a.keys.iter().filter(|k| k.status == KeyStatus::Active).count();
+    let active = a
+        .keys
+        .iter()
+        .filter(|k| k.status == KeyStatus::Active)
+        .count();
     if active <= 1 && a.status != AgentStatus::Revoked {
         return Err(StoreError::Conflict(format!(
             "key `{kid}` is the last active key of agent `{agent}`; add another key first or revoke the agent"

@@ -223,10 +223,10 @@ impl ReadPool {
                 None => open_conn(&pool.path, true)?,
             };
             let out = f(&conn);
-            if let Ok(mut idle) = pool.idle.lock() {
-                if idle.len() < pool.max_idle {
-                    idle.push(conn);
-                }
+            if let Ok(mut idle) = pool.idle.lock()
+                && idle.len() < pool.max_idle
+            {
+                idle.push(conn);
             }
             out
         })

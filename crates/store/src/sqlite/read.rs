@@ -156,7 +156,11 @@ pub(crate) fn humans(
         .map_err(unavailable)?;
     let rows = stmt
         .query_map(
-            params![tenant.as_str(), page.after.as_deref().unwrap_or(""), page.limit],
+            params![
+                tenant.as_str(),
+                page.after.as_deref().unwrap_or(""),
+                page.limit
+            ],
             human_row,
         )
         .map_err(unavailable)?;
@@ -307,7 +311,11 @@ pub(crate) fn gate(
     }
 }
 
-pub(crate) fn gates(c: &Connection, tenant: &TenantId, page: &Page) -> Result<Vec<Gate>, StoreError> {
+pub(crate) fn gates(
+    c: &Connection,
+    tenant: &TenantId,
+    page: &Page,
+) -> Result<Vec<Gate>, StoreError> {
     let mut stmt = c
         .prepare_cached(&format!(
             "SELECT {GATE_COLS} FROM gates WHERE tenant = ?1 AND id > ?2 ORDER BY id LIMIT ?3"

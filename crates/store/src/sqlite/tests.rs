@@ -74,7 +74,13 @@ async fn a_failing_ledger_refuses_the_mutation_and_changes_nothing() {
         .await
         .expect_err("must fail closed");
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-    assert!(store.human(&tenant.id, &human.id).await.expect("read").is_none());
+    assert!(
+        store
+            .human(&tenant.id, &human.id)
+            .await
+            .expect("read")
+            .is_none()
+    );
     saboteur
         .execute_batch("DROP TRIGGER no_ledger")
         .expect("drop trigger");
@@ -87,7 +93,13 @@ async fn a_failing_ledger_refuses_the_mutation_and_changes_nothing() {
         .await
         .expect("commit");
     assert_eq!(applied.receipts[0].1, 2);
-    assert!(store.human(&tenant.id, &owner.id).await.expect("read").is_some());
+    assert!(
+        store
+            .human(&tenant.id, &owner.id)
+            .await
+            .expect("read")
+            .is_some()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
