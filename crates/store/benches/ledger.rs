@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use mandate_core::id::TenantId;
+use mandate_core::id::{ApiKeyId, HumanId, TenantId};
 use mandate_core::receipt::{Actor, Event, EventKind, Outcome, Receipt, ReceiptHash};
 use mandate_store::sqlite::{SqliteOptions, SqliteStore};
-use mandate_store::{Mutation, Store, SystemClock};
+use mandate_store::{Human, HumanStatus, Mutation, NewApiKey, Role, Store, SystemClock, Tenant};
 
 /// Concurrent appenders per measured burst.
 const BURST: usize = 4_000;
@@ -46,7 +46,42 @@ fn open(dir: &tempfile::TempDir, name: &str, max_batch: usize) -> (Arc<dyn Store
     opts.max_batch = max_batch;
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(opts, Arc::new(SystemClock)).expect("open"));
-    (store, TenantId::from_parts(1, [1; 10]))
+    let tenant = Tenant {
+        id: TenantId::from_parts(1, [1; 10]),
+        name: "bench".into(),
+        operator: true,
+        created_at: 1,
+    };
+    let owner = Human {
+        id: HumanId::from_parts(1, [1; 10]),
+        tenant: tenant.id.clone(),
+        name: "owner".into(),
+        email: "owner@bench".into(),
+        role: Role::Owner,
+        status: HumanStatus::Active,
+        created_at: 1,
+    };
+    let api_key = NewApiKey {
+        id: ApiKeyId::from_parts(1, [1; 10]),
+        tenant: tenant.id.clone(),
+        human: owner.id.clone(),
+        hash: [1; 32],
+        created_at: 1,
+    };
+    let id = tenant.id.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    rt.block_on(store.commit(
+        Mutation::CreateTenant {
+            tenant,
+            owner,
+            api_key,
+        },
+        vec![(id.clone(), event(0))],
+    ))
+    .expect("seed tenant");
+    (store, id)
 }
 
 /// Appends `n` receipts from `n` concurrent tasks; returns the wall time.
