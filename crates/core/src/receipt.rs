@@ -54,6 +54,24 @@ pub enum EventKind {
     /// A gate was registered.
     #[serde(rename = "gate.registered")]
     GateRegistered,
+    /// A human registered an Ed25519 signing key.
+    #[serde(rename = "human.key_added")]
+    HumanKeyAdded,
+    /// A mandate or sub-delegation was created.
+    #[serde(rename = "delegation.created")]
+    DelegationCreated,
+    /// A delegation (and its subtree) was revoked.
+    #[serde(rename = "delegation.revoked")]
+    DelegationRevoked,
+    /// An access token was issued.
+    #[serde(rename = "token.issued")]
+    TokenIssued,
+    /// A well-formed token request was refused.
+    #[serde(rename = "token.refused")]
+    TokenRefused,
+    /// An access token was revoked.
+    #[serde(rename = "token.revoked")]
+    TokenRevoked,
     /// A free-standing record (no state change besides the receipt).
     #[serde(rename = "record")]
     Record,

@@ -217,3 +217,131 @@ mod tests {
         }
     }
 }
+
+/// RFC 6749 §5.2 (+ RFC 8693, RFC 8707, RFC 9449 §5/§8) error codes of the token endpoint.
+/// SECURITY.md rule for bad subject/actor tokens and expired or revoked delegations:
+/// `invalid_grant` (RFC 6749), never `invalid_request`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenErrorCode {
+    /// Malformed request.
+    InvalidRequest,
+    /// Client authentication failed (unknown client, wrong key, disabled client look alike).
+    InvalidClient,
+    /// Bad grant: delegation expired, revoked, of another agent; bad subject token.
+    InvalidGrant,
+    /// The client may not use this grant.
+    UnauthorizedClient,
+    /// Unknown grant type.
+    UnsupportedGrantType,
+    /// Wider than allowed (never clamped).
+    InvalidScope,
+    /// Bad `resource` (RFC 8707 §2).
+    InvalidTarget,
+    /// Bad DPoP proof (RFC 9449 §5).
+    InvalidDpopProof,
+    /// The server requires a DPoP nonce (RFC 9449 §8).
+    UseDpopNonce,
+    /// Storage or ledger unavailable; nothing was issued.
+    TemporarilyUnavailable,
+    /// Unexpected fault.
+    ServerError,
+}
+
+impl TokenErrorCode {
+    /// Every code, for exhaustive tests.
+    pub const ALL: [TokenErrorCode; 11] = [
+        Self::InvalidRequest,
+        Self::InvalidClient,
+        Self::InvalidGrant,
+        Self::UnauthorizedClient,
+        Self::UnsupportedGrantType,
+        Self::InvalidScope,
+        Self::InvalidTarget,
+        Self::InvalidDpopProof,
+        Self::UseDpopNonce,
+        Self::TemporarilyUnavailable,
+        Self::ServerError,
+    ];
+
+    /// The `error` string and HTTP status.
+    pub fn parts(self) -> (&'static str, StatusCode) {
+        match self {
+            Self::InvalidRequest => ("invalid_request", StatusCode::BAD_REQUEST),
+            Self::InvalidClient => ("invalid_client", StatusCode::UNAUTHORIZED),
+            Self::InvalidGrant => ("invalid_grant", StatusCode::BAD_REQUEST),
+            Self::UnauthorizedClient => ("unauthorized_client", StatusCode::BAD_REQUEST),
+            Self::UnsupportedGrantType => ("unsupported_grant_type", StatusCode::BAD_REQUEST),
+            Self::InvalidScope => ("invalid_scope", StatusCode::BAD_REQUEST),
+            Self::InvalidTarget => ("invalid_target", StatusCode::BAD_REQUEST),
+            Self::InvalidDpopProof => ("invalid_dpop_proof", StatusCode::BAD_REQUEST),
+            Self::UseDpopNonce => ("use_dpop_nonce", StatusCode::BAD_REQUEST),
+            Self::TemporarilyUnavailable => {
+                ("temporarily_unavailable", StatusCode::SERVICE_UNAVAILABLE)
+            }
+            Self::ServerError => ("server_error", StatusCode::INTERNAL_SERVER_ERROR),
+        }
+    }
+}
+
+/// An error of the token, introspection or revocation endpoint (OAuth JSON error shape).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenError {
+    /// The code.
+    pub code: TokenErrorCode,
+    /// A clear description (never secrets).
+    pub description: String,
+    /// The client tried HTTP authentication: `invalid_client` then carries `WWW-Authenticate`.
+    pub used_authorization_header: bool,
+}
+
+impl TokenError {
+    /// An error with a description.
+    pub fn new(code: TokenErrorCode, description: impl Into<String>) -> Self {
+        Self {
+            code,
+            description: description.into(),
+            used_authorization_header: false,
+        }
+    }
+}
+
+impl From<StoreError> for TokenError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => Self::new(
+                TokenErrorCode::TemporarilyUnavailable,
+                "the authority cannot record this right now; nothing was issued, retry later",
+            ),
+            other => {
+                tracing::error!(error = %other, "store fault at the token endpoint");
+                Self::new(TokenErrorCode::ServerError, "an internal error occurred")
+            }
+        }
+    }
+}
+
+impl IntoResponse for TokenError {
+    fn into_response(self) -> Response {
+        let (code, status) = self.code.parts();
+        let body = json!({"error": code, "error_description": self.description});
+        let mut resp = (status, axum::Json(body)).into_response();
+        let h = resp.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        match self.code {
+            // RFC 6749 §5.2: WWW-Authenticate is mandatory when the client used the
+            // Authorization header.
+            TokenErrorCode::InvalidClient if self.used_authorization_header => {
+                h.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"mandate\", error=\"invalid_client\""),
+                );
+            }
+            TokenErrorCode::TemporarilyUnavailable => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}

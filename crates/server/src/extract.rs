@@ -4,8 +4,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::{StatusCode, header, request::Parts};
 use mandate_store::{Principal, Role};
-use serde::de::{self, DeserializeOwned, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Value};
+use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, ProblemKind};
@@ -72,7 +71,8 @@ where
                 "send the body as `application/json`",
             ));
         }
-        let value = parse_strict(&bytes).map_err(ApiError::bad_request)?;
+        let value = mandate_core::json::parse_strict(&bytes, MAX_DEPTH)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let request_hash = mandate_core::jcs::sha256(&value)
             .ok()
             .map(|h| mandate_core::encoding::hex(&h));
@@ -82,95 +82,6 @@ where
             value,
             request_hash,
         })
-    }
-}
-
-/// Parses JSON text, refusing duplicate object members (which parsers resolve differently)
-/// and nesting deeper than [`MAX_DEPTH`].
-pub fn parse_strict(bytes: &[u8]) -> Result<Value, String> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let mut depth = 0;
-    let value = de::DeserializeSeed::deserialize(StrictSeed(&mut depth), &mut de)
-        .map_err(|e| format!("malformed JSON: {e}"))?;
-    de.end().map_err(|e| format!("malformed JSON: {e}"))?;
-    Ok(value)
-}
-
-struct StrictSeed<'a>(&'a mut usize);
-
-impl<'de> de::DeserializeSeed<'de> for StrictSeed<'_> {
-    type Value = Value;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(StrictVisitor(self.0))
-    }
-}
-
-struct StrictVisitor<'a>(&'a mut usize);
-
-impl<'de> Visitor<'de> for StrictVisitor<'_> {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(v.into())
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(v.into())
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        serde_json::Number::from_f64(v)
-            .map(Value::Number)
-            .ok_or_else(|| E::custom("non-finite number"))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        *self.0 += 1;
-        if *self.0 > MAX_DEPTH {
-            return Err(de::Error::custom(format!(
-                "nesting deeper than {MAX_DEPTH}"
-            )));
-        }
-        let mut out = Vec::new();
-        while let Some(v) = seq.next_element_seed(StrictSeed(self.0))? {
-            out.push(v);
-        }
-        *self.0 -= 1;
-        Ok(Value::Array(out))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        *self.0 += 1;
-        if *self.0 > MAX_DEPTH {
-            return Err(de::Error::custom(format!(
-                "nesting deeper than {MAX_DEPTH}"
-            )));
-        }
-        let mut out = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if out.contains_key(&key) {
-                let shown: String = key.chars().take(64).collect();
-                return Err(de::Error::custom(format!("duplicate member `{shown}`")));
-            }
-            let v = map.next_value_seed(StrictSeed(self.0))?;
-            out.insert(key, v);
-        }
-        *self.0 -= 1;
-        Ok(Value::Object(out))
     }
 }
 

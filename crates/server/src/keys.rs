@@ -85,3 +85,45 @@ impl ServerKey {
         &self.signing
     }
 }
+
+/// The server's signing keys: the current one signs; every one is published and verifies.
+///
+/// Rotation (next/retiring) builds on this set; for now it holds the current key.
+#[derive(Debug)]
+pub struct KeyRing {
+    current: ServerKey,
+}
+
+impl KeyRing {
+    /// A ring with one key.
+    pub fn new(current: ServerKey) -> Self {
+        Self { current }
+    }
+
+    /// The signing key.
+    pub fn current(&self) -> &ServerKey {
+        &self.current
+    }
+
+    /// Every key that verifies (current, next, retiring).
+    pub fn verifying(&self) -> impl Iterator<Item = &ServerKey> {
+        std::iter::once(&self.current)
+    }
+
+    /// The published JWK of `kid`, if it is ours.
+    pub fn find(&self, kid: &str) -> Option<&ServerKey> {
+        self.verifying().find(|k| k.kid() == kid)
+    }
+
+    /// The JWKS document.
+    pub fn jwks(&self) -> Value {
+        json!({"keys": self.verifying().map(ServerKey::jwk).collect::<Vec<_>>()})
+    }
+}
+
+impl ServerKey {
+    /// The public key.
+    pub fn public(&self) -> &PublicJwk {
+        &self.public
+    }
+}

@@ -34,7 +34,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::{ApiError, ProblemKind};
 use crate::keys::ServerKey;
-use crate::routes::{agents, humans, ledger, public};
+use crate::routes::{agents, humans, ledger, mandates, oauth, public};
 pub use crate::state::AppState;
 
 /// Settings of `mandate serve`.
@@ -209,7 +209,8 @@ async fn open(
         clock,
         issuer: issuer.into(),
         trust_domain: Arc::new(trust_domain),
-        key: Arc::new(key),
+        keys: Arc::new(keys::KeyRing::new(key)),
+        policy: Arc::new(state::Policy::default()),
         limits: Arc::new(ScopeLimits::default()),
     };
     let generated = bootstrap(&state, config.bootstrap_key.as_deref()).await?;
@@ -340,6 +341,13 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/gates/{id}", get(agents::show_gate))
         .route("/v1/receipts", get(ledger::list_receipts))
+        .route("/v1/mandates", post(mandates::create_mandate))
+        .route("/v1/delegations/{id}", get(mandates::show_delegation))
+        .route("/v1/delegations/{id}/revoke", post(mandates::revoke_delegation))
+        .route("/v1/humans/{id}/keys", post(mandates::add_human_key))
+        .route("/oauth2/token", post(oauth::token))
+        .route("/oauth2/introspect", post(oauth::introspect))
+        .route("/oauth2/revoke", post(oauth::revoke))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

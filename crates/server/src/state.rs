@@ -10,7 +10,7 @@ use mandate_core::scope::ScopeLimits;
 use mandate_store::{Applied, Mutation, Store};
 
 use crate::error::{ApiError, ProblemKind};
-use crate::keys::ServerKey;
+use crate::keys::KeyRing;
 
 /// Everything a handler needs.
 #[derive(Clone)]
@@ -23,8 +23,10 @@ pub struct AppState {
     pub issuer: Arc<str>,
     /// SPIFFE trust domain of agents.
     pub trust_domain: Arc<TrustDomain>,
-    /// The server's signing key.
-    pub key: Arc<ServerKey>,
+    /// The server's signing keys.
+    pub keys: Arc<KeyRing>,
+    /// Lifetimes, defaults and protocol switches.
+    pub policy: Arc<Policy>,
     /// Scope parsing limits and the action vocabulary.
     pub limits: Arc<ScopeLimits>,
 }
@@ -56,4 +58,28 @@ pub fn random<const N: usize>() -> Result<[u8; N], ApiError> {
         )
     })?;
     Ok(out)
+}
+
+/// Protocol policy: lifetimes, defaults and switches.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Longest mandate, seconds (default 24 h).
+    pub max_mandate_secs: i64,
+    /// Default `max_depth` of a mandate (3).
+    pub default_max_depth: u8,
+    /// Access-token lifetime, seconds (default 5 min; never past the delegation's expiry).
+    pub token_lifetime_secs: i64,
+    /// JOSE name under which Ed25519 signatures are emitted.
+    pub alg: mandate_core::jose::Algorithm,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            max_mandate_secs: 24 * 3600,
+            default_max_depth: 3,
+            token_lifetime_secs: 300,
+            alg: mandate_core::jose::Algorithm::EdDSA,
+        }
+    }
 }

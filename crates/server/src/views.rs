@@ -1,7 +1,9 @@
 //! JSON views of domain objects for the admin API (times as RFC 3339 UTC with milliseconds).
 
 use mandate_core::jwk::PublicJwk;
-use mandate_store::{Agent, Gate, Human, KeyRecord, KeyStatus, Tenant};
+use mandate_store::{
+    Agent, AgentStatus, Delegation, Delegator, Gate, Human, KeyRecord, KeyStatus, Tenant,
+};
 use serde_json::{Value, json};
 
 use crate::state::AppState;
@@ -82,6 +84,34 @@ pub fn gate(g: &Gate) -> Value {
         "id": g.id, "tenant": g.tenant, "name": g.name, "audience": g.audience,
         "keys": g.keys.iter().map(key).collect::<Vec<_>>(),
         "created_at": time(g.created_at),
+    })
+}
+
+/// `active`, `suspended` or `revoked`.
+pub fn status_word(s: AgentStatus) -> &'static str {
+    match s {
+        AgentStatus::Active => "active",
+        AgentStatus::Suspended => "suspended",
+        AgentStatus::Revoked => "revoked",
+    }
+}
+
+/// A delegation (mandate or sub-delegation).
+pub fn delegation(d: &Delegation) -> Value {
+    let (kind, delegator) = match &d.delegator {
+        Delegator::Human(h) => ("human", h.to_string()),
+        Delegator::Agent(a) => ("agent", a.to_string()),
+    };
+    json!({
+        "id": d.id, "tenant": d.tenant, "parent": d.parent, "root": d.root,
+        "delegator": {"type": kind, "id": delegator},
+        "delegate": d.delegate,
+        "authorization_details": d.scope, "prohibitions": d.prohibitions,
+        "purpose": d.purpose, "task_id": d.task,
+        "depth": d.depth, "max_depth": d.max_depth,
+        "expires_at": time(d.expires_at), "created_at": time(d.created_at),
+        "status": d.status, "revoked_at": opt_time(d.revoked_at),
+        "digest": d.digest,
     })
 }
 

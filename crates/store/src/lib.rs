@@ -17,7 +17,7 @@ mod model;
 pub mod sqlite;
 
 use async_trait::async_trait;
-use mandate_core::id::{AgentId, GateId, HumanId, TenantId};
+use mandate_core::id::{AgentId, DelegationId, GateId, HumanId, TenantId};
 use mandate_core::receipt::Event;
 
 pub use error::StoreError;
@@ -79,6 +79,48 @@ pub trait Store: Send + Sync + 'static {
 
     /// Gates of `tenant`, ordered by id.
     async fn gates(&self, tenant: &TenantId, page: &Page) -> Result<Vec<Gate>, StoreError>;
+
+    /// An agent or gate by id, whatever its tenant (client authentication).
+    async fn client(&self, id: &str) -> Result<Option<Client>, StoreError>;
+
+    /// A delegation of `tenant`.
+    async fn delegation(
+        &self,
+        tenant: &TenantId,
+        id: &DelegationId,
+    ) -> Result<Option<Delegation>, StoreError>;
+
+    /// The chain from the mandate down to `id`, root first.
+    async fn delegation_chain(
+        &self,
+        tenant: &TenantId,
+        id: &DelegationId,
+    ) -> Result<Vec<Delegation>, StoreError>;
+
+    /// Active, unexpired mandates whose delegate is `agent` (at most 101).
+    async fn active_mandates(
+        &self,
+        tenant: &TenantId,
+        agent: &AgentId,
+        now: i64,
+    ) -> Result<Vec<Delegation>, StoreError>;
+
+    /// An issued token with its chain and agent, whatever its tenant.
+    async fn token(&self, jti: &str) -> Result<Option<TokenView>, StoreError>;
+
+    /// Status of an agent of `tenant`.
+    async fn agent_status(
+        &self,
+        tenant: &TenantId,
+        id: &AgentId,
+    ) -> Result<Option<AgentStatus>, StoreError>;
+
+    /// Signing keys registered to a human.
+    async fn human_keys(
+        &self,
+        tenant: &TenantId,
+        human: &HumanId,
+    ) -> Result<Vec<KeyRecord>, StoreError>;
 
     /// Receipts of `tenant` with `seq > after`, ascending, at most `limit`.
     async fn receipts(

@@ -1,6 +1,6 @@
 //! Domain records as the store keeps them.
 
-use mandate_core::id::{AgentId, ApiKeyId, GateId, HumanId, TenantId};
+use mandate_core::id::{AgentId, ApiKeyId, DelegationId, GateId, HumanId, TenantId};
 use mandate_core::jwk::PublicJwk;
 use serde::{Deserialize, Serialize};
 
@@ -279,6 +279,49 @@ pub enum Mutation {
     },
     /// A new gate with its key.
     CreateGate(Gate),
+    /// A human's Ed25519 signing key (for signing mandates).
+    AddHumanKey {
+        /// Tenant.
+        tenant: TenantId,
+        /// Human.
+        human: HumanId,
+        /// The key.
+        key: KeyRecord,
+    },
+    /// A new mandate or sub-delegation. The delegate must be an active agent; a parent must be
+    /// active and unexpired at commit time.
+    CreateDelegation(Delegation),
+    /// A token-endpoint outcome: consume single-use ids, and issue `issue` if given — only if
+    /// its delegation chain and agent are still active at commit time.
+    TokenRequest {
+        /// Single-use ids to consume; any already seen fails the whole job with a conflict.
+        jtis: Vec<JtiUse>,
+        /// The token to record as issued.
+        issue: Option<TokenRecord>,
+        /// Now, unix ms (for expiry checks at commit time).
+        now: i64,
+        /// The authenticated agent, whose `last_seen_at` becomes `now`.
+        seen: Option<(TenantId, AgentId)>,
+    },
+    /// Revoke one token.
+    RevokeToken {
+        /// Tenant.
+        tenant: TenantId,
+        /// `jti`.
+        jti: String,
+        /// Unix ms.
+        at: i64,
+    },
+    /// Revoke a delegation and, atomically, every descendant delegation and every token under
+    /// them.
+    RevokeDelegation {
+        /// Tenant.
+        tenant: TenantId,
+        /// Delegation.
+        id: DelegationId,
+        /// Unix ms.
+        at: i64,
+    },
     /// Nothing but the receipts.
     Record,
 }
@@ -299,6 +342,10 @@ pub enum AppliedValue {
     Key(KeyRecord),
     /// A gate.
     Gate(Gate),
+    /// A delegation.
+    Delegation(Delegation),
+    /// A count of objects changed (revocations).
+    Count(u64),
 }
 
 /// A committed mutation and where its receipts landed.
@@ -308,4 +355,128 @@ pub struct Applied {
     pub value: AppliedValue,
     /// `(tenant, seq, hash)` of each receipt, in order.
     pub receipts: Vec<(TenantId, u64, [u8; 32])>,
+}
+
+/// Who delegated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delegator {
+    /// A human: the delegation is a mandate, the root of a tree.
+    Human(HumanId),
+    /// An agent: a sub-delegation with a parent.
+    Agent(AgentId),
+}
+
+/// Lifecycle of a delegation. A revoked delegation is never revived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DelegationStatus {
+    /// In force until it expires.
+    Active,
+    /// Revoked; final.
+    Revoked,
+}
+
+/// One edge of authority (DESIGN §1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delegation {
+    /// Id.
+    pub id: DelegationId,
+    /// Tenant.
+    pub tenant: TenantId,
+    /// The delegation this one narrows (`None` for a mandate).
+    pub parent: Option<DelegationId>,
+    /// The mandate at the root of the tree (itself for a mandate).
+    pub root: DelegationId,
+    /// Who delegated.
+    pub delegator: Delegator,
+    /// The agent receiving the authority.
+    pub delegate: AgentId,
+    /// Validated `authorization_details`.
+    pub scope: serde_json::Value,
+    /// Validated prohibitions (inherited ones included).
+    pub prohibitions: serde_json::Value,
+    /// Declared purpose.
+    pub purpose: String,
+    /// Task id, if given.
+    pub task: Option<String>,
+    /// Hops from the human (a mandate is 1).
+    pub depth: u8,
+    /// Bound on depth for the whole tree.
+    pub max_depth: u8,
+    /// Unix ms.
+    pub expires_at: i64,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Status.
+    pub status: DelegationStatus,
+    /// Unix ms, when revoked.
+    pub revoked_at: Option<i64>,
+    /// Hex SHA-256 of the canonical authorization object.
+    pub digest: String,
+    /// The human's detached signature over the canonical authorization object, if any.
+    pub human_signature: Option<String>,
+}
+
+/// Lifecycle of an issued access token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenStatus {
+    /// Usable until it expires.
+    Active,
+    /// Revoked.
+    Revoked,
+}
+
+/// An issued access token (never the token itself: its id and binding).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// `jti`.
+    pub jti: String,
+    /// Tenant.
+    pub tenant: TenantId,
+    /// The delegation it was issued under.
+    pub delegation: DelegationId,
+    /// The agent it was issued to.
+    pub agent: AgentId,
+    /// RFC 7638 thumbprint of the key it is bound to (`cnf.jkt`).
+    pub jkt: String,
+    /// Unix ms.
+    pub issued_at: i64,
+    /// Unix ms.
+    pub expires_at: i64,
+    /// Status.
+    pub status: TokenStatus,
+}
+
+/// A single-use identifier to consume (client assertion `jti`, DPoP proof `jti`, approval).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JtiUse {
+    /// What kind of artefact (`assertion`, `dpop`, …).
+    pub kind: &'static str,
+    /// Whose namespace (client id, or key thumbprint).
+    pub scope: String,
+    /// The identifier.
+    pub jti: String,
+    /// Unix ms after which the artefact is expired anyway (the row may be purged then).
+    pub expires_at: i64,
+}
+
+/// A client of the token endpoint: an agent or a gate, with its tenant and keys.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Client {
+    /// An agent.
+    Agent(Agent),
+    /// A gate.
+    Gate(Gate),
+}
+
+/// Everything introspection needs about a token: the record and its chain, root first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenView {
+    /// The token record.
+    pub token: TokenRecord,
+    /// Delegations from the mandate down to the token's own.
+    pub chain: Vec<Delegation>,
+    /// The agent the token was issued to.
+    pub agent: Agent,
 }

@@ -3,6 +3,8 @@
 pub mod agents;
 pub mod humans;
 pub mod ledger;
+pub mod mandates;
+pub mod oauth;
 pub mod public;
 
 use axum::extract::{FromRequestParts, Query};

@@ -25,6 +25,17 @@ pub async fn metadata(State(state): State<AppState>) -> Response {
     let body = json!({
         "issuer": issuer,
         "jwks_uri": format!("{issuer}/jwks.json"),
+        "token_endpoint": format!("{issuer}/oauth2/token"),
+        "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
+        "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
+        "grant_types_supported": [
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+            "client_credentials"
+        ],
+        "introspection_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "introspection_endpoint_auth_signing_alg_values_supported": ["EdDSA", "Ed25519"],
+        "revocation_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "revocation_endpoint_auth_signing_alg_values_supported": ["EdDSA", "Ed25519"],
         // RFC 8414 §2 makes this member REQUIRED; there is no authorization endpoint, so no
         // response type is supported.
         "response_types_supported": [],
@@ -39,7 +50,7 @@ pub async fn metadata(State(state): State<AppState>) -> Response {
 
 /// `GET /jwks.json`: the server's public signing keys.
 pub async fn jwks(State(state): State<AppState>) -> Response {
-    cacheable(json!({"keys": [state.key.jwk()]}), 60)
+    cacheable(state.keys.jwks(), 60)
 }
 
 /// `GET /v1/openapi.json`.

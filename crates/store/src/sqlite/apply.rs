@@ -1,13 +1,14 @@
 //! Writes: one function per [`Mutation`], run inside the writer's per-job savepoint.
 
-use mandate_core::id::{AgentId, HumanId, TenantId};
+use mandate_core::id::{AgentId, DelegationId, HumanId, TenantId};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use super::read::{self, enum_to};
 use super::unavailable;
 use crate::{
-    Agent, AgentStatus, AgentTransition, AppliedValue, Gate, Human, HumanStatus, KeyRecord,
-    KeyStatus, Mutation, NewApiKey, StoreError, Tenant,
+    Agent, AgentStatus, AgentTransition, AppliedValue, Delegation, DelegationStatus, Delegator,
+    Gate, Human, HumanStatus, JtiUse, KeyRecord, KeyStatus, Mutation, NewApiKey, StoreError,
+    Tenant, TokenRecord,
 };
 
 pub(crate) fn apply(c: &Connection, mutation: Mutation) -> Result<AppliedValue, StoreError> {
@@ -58,8 +59,188 @@ pub(crate) fn apply(c: &Connection, mutation: Mutation) -> Result<AppliedValue, 
             insert_gate(c, &g)?;
             Ok(AppliedValue::Gate(g))
         }
+        Mutation::AddHumanKey { tenant, human, key } => {
+            active_human(c, &tenant, &human)?;
+            insert_key(c, &tenant, human.as_str(), &key)?;
+            Ok(AppliedValue::Key(key))
+        }
+        Mutation::CreateDelegation(d) => {
+            insert_delegation(c, &d)?;
+            Ok(AppliedValue::Delegation(d))
+        }
+        Mutation::TokenRequest {
+            jtis,
+            issue,
+            now,
+            seen,
+        } => {
+            for j in &jtis {
+                consume_jti(c, j)?;
+            }
+            if let Some((tenant, agent)) = seen {
+                c.execute(
+                    "UPDATE agents SET last_seen_at = ?3 WHERE tenant = ?1 AND id = ?2",
+                    params![tenant.as_str(), agent.as_str(), now],
+                )
+                .map_err(unavailable)?;
+            }
+            if let Some(t) = issue {
+                issue_token(c, &t, now)?;
+            }
+            Ok(AppliedValue::None)
+        }
+        Mutation::RevokeToken { tenant, jti, at } => {
+            let n = c
+                .execute(
+                    "UPDATE tokens SET status = 'revoked', revoked_at = ?3 \
+                     WHERE tenant = ?1 AND jti = ?2 AND status = 'active'",
+                    params![tenant.as_str(), jti, at],
+                )
+                .map_err(unavailable)?;
+            Ok(AppliedValue::Count(n as u64))
+        }
+        Mutation::RevokeDelegation { tenant, id, at } => revoke_delegation(c, &tenant, &id, at),
         Mutation::Record => Ok(AppliedValue::None),
     }
+}
+
+fn insert_delegation(c: &Connection, d: &Delegation) -> Result<(), StoreError> {
+    let agent = existing_agent(c, &d.tenant, &d.delegate)?;
+    if agent.status != AgentStatus::Active {
+        return Err(StoreError::Conflict(format!(
+            "agent `{}` is not active",
+            d.delegate
+        )));
+    }
+    let (kind, delegator) = match &d.delegator {
+        Delegator::Human(h) => {
+            active_human(c, &d.tenant, h)?;
+            ("human", h.as_str().to_owned())
+        }
+        Delegator::Agent(a) => ("agent", a.as_str().to_owned()),
+    };
+    if let Some(parent) = &d.parent {
+        let p = read::delegation(c, &d.tenant, parent)?
+            .ok_or_else(|| StoreError::NotFound(format!("delegation `{parent}`")))?;
+        if p.status != DelegationStatus::Active || p.expires_at <= d.created_at {
+            return Err(StoreError::Conflict(format!(
+                "delegation `{parent}` is no longer active"
+            )));
+        }
+    }
+    let json = |v: &serde_json::Value| {
+        serde_json::to_string(v).map_err(|_| StoreError::Corrupt("unserialisable scope".into()))
+    };
+    c.prepare_cached(
+        "INSERT INTO delegations (id, tenant, parent, root, delegator_kind, delegator, delegate, \
+         scope, prohibitions, purpose, task, depth, max_depth, expires_at, created_at, status, \
+         revoked_at, digest, human_signature) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            d.id.as_str(),
+            d.tenant.as_str(),
+            d.parent.as_ref().map(|p| p.as_str().to_owned()),
+            d.root.as_str(),
+            kind,
+            delegator,
+            d.delegate.as_str(),
+            json(&d.scope).unwrap_or_default(),
+            json(&d.prohibitions).unwrap_or_default(),
+            d.purpose,
+            d.task,
+            i64::from(d.depth),
+            i64::from(d.max_depth),
+            d.expires_at,
+            d.created_at,
+            enum_to(d.status),
+            d.revoked_at,
+            d.digest,
+            d.human_signature
+        ])
+    })
+    .map_err(|e| on_insert(e, || format!("delegation `{}` already exists", d.id)))?;
+    Ok(())
+}
+
+/// Atomic single use: the primary key refuses a second insert of the same id.
+fn consume_jti(c: &Connection, j: &JtiUse) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO used_jtis (kind, scope, jti, expires_at) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .and_then(|mut s| s.execute(params![j.kind, j.scope, j.jti, j.expires_at]))
+    .map_err(|e| on_insert(e, || format!("{} `jti` has already been used", j.kind)))?;
+    Ok(())
+}
+
+/// Records an issued token, re-checking at commit time (serialised with revocations) that its
+/// agent and every delegation of its chain are still active and unexpired.
+fn issue_token(c: &Connection, t: &TokenRecord, now: i64) -> Result<(), StoreError> {
+    let agent = existing_agent(c, &t.tenant, &t.agent)?;
+    if agent.status != AgentStatus::Active {
+        return Err(StoreError::Conflict(format!("agent `{}` is not active", t.agent)));
+    }
+    for d in read::chain(c, &t.tenant, &t.delegation)? {
+        if d.status != DelegationStatus::Active || d.expires_at <= now {
+            return Err(StoreError::Conflict(format!(
+                "delegation `{}` is no longer active",
+                d.id
+            )));
+        }
+    }
+    c.prepare_cached(
+        "INSERT INTO tokens (jti, tenant, delegation, agent, jkt, issued_at, expires_at, status) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            t.jti,
+            t.tenant.as_str(),
+            t.delegation.as_str(),
+            t.agent.as_str(),
+            t.jkt,
+            t.issued_at,
+            t.expires_at,
+            enum_to(t.status)
+        ])
+    })
+    .map_err(|e| on_insert(e, || "token id collision".to_owned()))?;
+    Ok(())
+}
+
+/// Revokes a delegation and its whole subtree, and every token under it, in this transaction.
+fn revoke_delegation(
+    c: &Connection,
+    tenant: &TenantId,
+    id: &DelegationId,
+    at: i64,
+) -> Result<AppliedValue, StoreError> {
+    let d = read::delegation(c, tenant, id)?
+        .ok_or_else(|| StoreError::NotFound(format!("delegation `{id}`")))?;
+    if d.status == DelegationStatus::Revoked {
+        return Err(StoreError::Conflict(format!("delegation `{id}` is already revoked")));
+    }
+    const SUBTREE: &str = "WITH RECURSIVE sub(id) AS (SELECT ?2 UNION ALL \
+                           SELECT d.id FROM delegations d JOIN sub ON d.parent = sub.id)";
+    let n = c
+        .execute(
+            &format!(
+                "{SUBTREE} UPDATE delegations SET status = 'revoked', revoked_at = ?3 \
+                 WHERE tenant = ?1 AND id IN (SELECT id FROM sub) AND status = 'active'"
+            ),
+            params![tenant.as_str(), id.as_str(), at],
+        )
+        .map_err(unavailable)?;
+    c.execute(
+        &format!(
+            "{SUBTREE} UPDATE tokens SET status = 'revoked', revoked_at = ?3 \
+             WHERE tenant = ?1 AND delegation IN (SELECT id FROM sub) AND status = 'active'"
+        ),
+        params![tenant.as_str(), id.as_str(), at],
+    )
+    .map_err(unavailable)?;
+    Ok(AppliedValue::Count(n as u64))
 }
 
 fn is_unique_violation(e: &rusqlite::Error) -> bool {

@@ -16,14 +16,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use mandate_core::id::{AgentId, GateId, HumanId, TenantId};
+use mandate_core::id::{AgentId, DelegationId, GateId, HumanId, TenantId};
 use mandate_core::receipt::{Event, Receipt, ReceiptHash};
 use rusqlite::{Connection, OpenFlags, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    Agent, AgentFilter, Applied, Clock, Gate, Human, Mutation, Page, Principal, Store, StoreError,
-    StoredReceipt, Tenant,
+    Agent, AgentFilter, AgentStatus, Applied, Client, Clock, Delegation, Gate, Human, KeyRecord,
+    Mutation, Page, Principal, Store, StoreError, StoredReceipt, Tenant, TokenView,
 };
 
 /// Options of the SQLite engine.
@@ -190,6 +190,65 @@ impl Store for SqliteStore {
         self.readers.run(move |c| read::gates(c, &t, &p)).await
     }
 
+    async fn client(&self, id: &str) -> Result<Option<Client>, StoreError> {
+        let id = id.to_owned();
+        self.readers.run(move |c| read::client(c, &id)).await
+    }
+
+    async fn delegation(
+        &self,
+        tenant: &TenantId,
+        id: &DelegationId,
+    ) -> Result<Option<Delegation>, StoreError> {
+        let (t, id) = (tenant.clone(), id.clone());
+        self.readers.run(move |c| read::delegation(c, &t, &id)).await
+    }
+
+    async fn delegation_chain(
+        &self,
+        tenant: &TenantId,
+        id: &DelegationId,
+    ) -> Result<Vec<Delegation>, StoreError> {
+        let (t, id) = (tenant.clone(), id.clone());
+        self.readers.run(move |c| read::chain(c, &t, &id)).await
+    }
+
+    async fn active_mandates(
+        &self,
+        tenant: &TenantId,
+        agent: &AgentId,
+        now: i64,
+    ) -> Result<Vec<Delegation>, StoreError> {
+        let (t, a) = (tenant.clone(), agent.clone());
+        self.readers
+            .run(move |c| read::active_mandates(c, &t, &a, now))
+            .await
+    }
+
+    async fn token(&self, jti: &str) -> Result<Option<TokenView>, StoreError> {
+        let jti = jti.to_owned();
+        self.readers.run(move |c| read::token_view(c, &jti)).await
+    }
+
+    async fn agent_status(
+        &self,
+        tenant: &TenantId,
+        id: &AgentId,
+    ) -> Result<Option<AgentStatus>, StoreError> {
+        let (t, id) = (tenant.clone(), id.clone());
+        self.readers.run(move |c| read::agent_status(c, &t, &id)).await
+    }
+
+    async fn human_keys(
+        &self,
+        tenant: &TenantId,
+        human: &HumanId,
+    ) -> Result<Vec<KeyRecord>, StoreError> {
+        let _ = tenant;
+        let h = human.as_str().to_owned();
+        self.readers.run(move |c| read::keys(c, &h)).await
+    }
+
     async fn receipts(
         &self,
         tenant: &TenantId,
@@ -248,6 +307,7 @@ struct Writer {
     conn: Connection,
     clock: Arc<dyn Clock>,
     heads: HashMap<TenantId, Head>,
+    last_purge: i64,
 }
 
 impl Writer {
@@ -256,6 +316,7 @@ impl Writer {
             conn,
             clock,
             heads: HashMap::new(),
+            last_purge: 0,
         }
     }
 
@@ -281,6 +342,15 @@ impl Writer {
                 let _ = job.reply.send(Err(err.clone()));
             }
             return;
+        }
+        // Expired single-use ids can go: their artefacts are refused as expired anyway.
+        let now = self.clock.now_ms();
+        if now - self.last_purge >= 60_000 {
+            self.last_purge = now;
+            let _ = self.conn.execute(
+                "DELETE FROM used_jtis WHERE expires_at < ?1",
+                params![now - 60_000],
+            );
         }
         // Heads advanced by this transaction; merged into `self.heads` only after COMMIT.
         let mut pending: HashMap<TenantId, Head> = HashMap::new();

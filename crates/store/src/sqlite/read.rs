@@ -1,14 +1,14 @@
 //! Reads: row mapping and queries. Every query is scoped by tenant.
 
-use mandate_core::id::{AgentId, ApiKeyId, GateId, HumanId, TenantId};
+use mandate_core::id::{AgentId, ApiKeyId, DelegationId, GateId, HumanId, TenantId};
 use mandate_core::jwk::PublicJwk;
 use mandate_core::receipt::ReceiptHash;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{Head, unavailable};
 use crate::{
-    Agent, AgentFilter, Gate, Human, HumanStatus, KeyRecord, KeyStatus, Page, Principal,
-    StoreError, StoredReceipt, Tenant,
+    Agent, AgentFilter, Client, Delegation, Delegator, Gate, Human, HumanStatus, KeyRecord,
+    KeyStatus, Page, Principal, StoreError, TokenRecord, TokenView, StoredReceipt, Tenant,
 };
 
 pub(crate) fn is_empty(c: &Connection) -> Result<bool, StoreError> {
@@ -398,4 +398,188 @@ mod tests {
         assert_eq!(enum_from::<Role>("auditor").unwrap(), Role::Auditor);
         assert!(enum_from::<Role>("root").is_err());
     }
+}
+
+const DELEGATION_COLS: &str = "id, tenant, parent, root, delegator_kind, delegator, delegate, \
+    scope, prohibitions, purpose, task, depth, max_depth, expires_at, created_at, status, \
+    revoked_at, digest, human_signature";
+
+fn delegation_row(r: &Row<'_>) -> Result<Delegation, StoreError> {
+    let get = |e: rusqlite::Error| unavailable(e);
+    let id: String = r.get(0).map_err(get)?;
+    let tenant: String = r.get(1).map_err(get)?;
+    let parent: Option<String> = r.get(2).map_err(get)?;
+    let root: String = r.get(3).map_err(get)?;
+    let kind: String = r.get(4).map_err(get)?;
+    let delegator: String = r.get(5).map_err(get)?;
+    let delegate: String = r.get(6).map_err(get)?;
+    let scope: String = r.get(7).map_err(get)?;
+    let prohibitions: String = r.get(8).map_err(get)?;
+    let depth: i64 = r.get(11).map_err(get)?;
+    let max_depth: i64 = r.get(12).map_err(get)?;
+    let status: String = r.get(15).map_err(get)?;
+    let did = |s: &str| DelegationId::parse(s).map_err(|_| corrupt("delegation id"));
+    Ok(Delegation {
+        id: did(&id)?,
+        tenant: TenantId::parse(&tenant).map_err(|_| corrupt("tenant id"))?,
+        parent: parent.as_deref().map(did).transpose()?,
+        root: did(&root)?,
+        delegator: match kind.as_str() {
+            "human" => Delegator::Human(HumanId::parse(&delegator).map_err(|_| corrupt("delegator"))?),
+            "agent" => Delegator::Agent(AgentId::parse(&delegator).map_err(|_| corrupt("delegator"))?),
+            _ => return Err(corrupt("delegator kind")),
+        },
+        delegate: AgentId::parse(&delegate).map_err(|_| corrupt("delegate"))?,
+        scope: serde_json::from_str(&scope).map_err(|_| corrupt("scope"))?,
+        prohibitions: serde_json::from_str(&prohibitions).map_err(|_| corrupt("prohibitions"))?,
+        purpose: r.get(9).map_err(get)?,
+        task: r.get(10).map_err(get)?,
+        depth: u8::try_from(depth).map_err(|_| corrupt("depth"))?,
+        max_depth: u8::try_from(max_depth).map_err(|_| corrupt("max depth"))?,
+        expires_at: r.get(13).map_err(get)?,
+        created_at: r.get(14).map_err(get)?,
+        status: enum_from(&status)?,
+        revoked_at: r.get(16).map_err(get)?,
+        digest: r.get(17).map_err(get)?,
+        human_signature: r.get(18).map_err(get)?,
+    })
+}
+
+pub(crate) fn delegation(
+    c: &Connection,
+    tenant: &TenantId,
+    id: &DelegationId,
+) -> Result<Option<Delegation>, StoreError> {
+    let mut stmt = c
+        .prepare_cached(&format!(
+            "SELECT {DELEGATION_COLS} FROM delegations WHERE tenant = ?1 AND id = ?2"
+        ))
+        .map_err(unavailable)?;
+    let mut rows = stmt
+        .query(params![tenant.as_str(), id.as_str()])
+        .map_err(unavailable)?;
+    match rows.next().map_err(unavailable)? {
+        Some(r) => delegation_row(r).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The chain from the mandate down to `id` (root first). Bounded by the depth hard cap.
+pub(crate) fn chain(
+    c: &Connection,
+    tenant: &TenantId,
+    id: &DelegationId,
+) -> Result<Vec<Delegation>, StoreError> {
+    let mut out = Vec::new();
+    let mut next = Some(id.clone());
+    while let Some(id) = next {
+        if out.len() > usize::from(mandate_core::scope::MAX_DEPTH_HARD_CAP) {
+            return Err(corrupt("delegation chain longer than the hard cap"));
+        }
+        let d = delegation(c, tenant, &id)?
+            .ok_or_else(|| corrupt("delegation chain has a missing link"))?;
+        next = d.parent.clone();
+        out.push(d);
+    }
+    out.reverse();
+    Ok(out)
+}
+
+/// Active, unexpired mandates (delegations from humans) whose delegate is `agent`.
+pub(crate) fn active_mandates(
+    c: &Connection,
+    tenant: &TenantId,
+    agent: &AgentId,
+    now: i64,
+) -> Result<Vec<Delegation>, StoreError> {
+    let mut stmt = c
+        .prepare_cached(&format!(
+            "SELECT {DELEGATION_COLS} FROM delegations WHERE tenant = ?1 AND delegate = ?2 \
+             AND status = 'active' AND parent IS NULL AND expires_at > ?3 ORDER BY id LIMIT 101"
+        ))
+        .map_err(unavailable)?;
+    let mut rows = stmt
+        .query(params![tenant.as_str(), agent.as_str(), now])
+        .map_err(unavailable)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(unavailable)? {
+        out.push(delegation_row(r)?);
+    }
+    Ok(out)
+}
+
+/// An agent or gate by id, in whichever tenant it lives (client authentication).
+pub(crate) fn client(c: &Connection, id: &str) -> Result<Option<Client>, StoreError> {
+    if let Ok(aid) = AgentId::parse(id) {
+        let tenant: Option<String> = c
+            .query_row("SELECT tenant FROM agents WHERE id = ?1", params![aid.as_str()], |r| r.get(0))
+            .optional()
+            .map_err(unavailable)?;
+        let Some(t) = tenant else { return Ok(None) };
+        let t = TenantId::parse(&t).map_err(|_| corrupt("tenant id"))?;
+        return Ok(agent(c, &t, &aid)?.map(Client::Agent));
+    }
+    if let Ok(gid) = GateId::parse(id) {
+        let tenant: Option<String> = c
+            .query_row("SELECT tenant FROM gates WHERE id = ?1", params![gid.as_str()], |r| r.get(0))
+            .optional()
+            .map_err(unavailable)?;
+        let Some(t) = tenant else { return Ok(None) };
+        let t = TenantId::parse(&t).map_err(|_| corrupt("tenant id"))?;
+        return Ok(gate(c, &t, &gid)?.map(Client::Gate));
+    }
+    Ok(None)
+}
+
+/// A token with its chain and agent, in whichever tenant it lives.
+pub(crate) fn token_view(c: &Connection, jti: &str) -> Result<Option<TokenView>, StoreError> {
+    let row: Option<(String, String, String, String, i64, i64, String)> = c
+        .query_row(
+            "SELECT tenant, delegation, agent, jkt, issued_at, expires_at, status FROM tokens \
+             WHERE jti = ?1",
+            params![jti],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+        )
+        .optional()
+        .map_err(unavailable)?;
+    let Some((tenant, delegation, agent_id, jkt, issued_at, expires_at, status)) = row else {
+        return Ok(None);
+    };
+    let tenant = TenantId::parse(&tenant).map_err(|_| corrupt("tenant id"))?;
+    let delegation = DelegationId::parse(&delegation).map_err(|_| corrupt("delegation id"))?;
+    let agent_id = AgentId::parse(&agent_id).map_err(|_| corrupt("agent id"))?;
+    let Some(a) = agent(c, &tenant, &agent_id)? else {
+        return Err(corrupt("token of a missing agent"));
+    };
+    Ok(Some(TokenView {
+        chain: chain(c, &tenant, &delegation)?,
+        token: TokenRecord {
+            jti: jti.to_owned(),
+            tenant,
+            delegation,
+            agent: agent_id,
+            jkt,
+            issued_at,
+            expires_at,
+            status: enum_from(&status)?,
+        },
+        agent: a,
+    }))
+}
+
+/// Agent statuses by id (for checking every delegate of a chain).
+pub(crate) fn agent_status(
+    c: &Connection,
+    tenant: &TenantId,
+    id: &AgentId,
+) -> Result<Option<crate::AgentStatus>, StoreError> {
+    let s: Option<String> = c
+        .query_row(
+            "SELECT status FROM agents WHERE tenant = ?1 AND id = ?2",
+            params![tenant.as_str(), id.as_str()],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(unavailable)?;
+    s.as_deref().map(enum_from).transpose()
 }

@@ -75,6 +75,50 @@ CREATE TABLE receipts (
     at          INTEGER NOT NULL,
     PRIMARY KEY (tenant, seq)
 );
+"#, r#"
+CREATE TABLE delegations (
+    id              TEXT PRIMARY KEY,
+    tenant          TEXT NOT NULL REFERENCES tenants(id),
+    parent          TEXT REFERENCES delegations(id),
+    root            TEXT NOT NULL,
+    delegator_kind  TEXT NOT NULL,
+    delegator       TEXT NOT NULL,
+    delegate        TEXT NOT NULL REFERENCES agents(id),
+    scope           TEXT NOT NULL,
+    prohibitions    TEXT NOT NULL,
+    purpose         TEXT NOT NULL,
+    task            TEXT,
+    depth           INTEGER NOT NULL,
+    max_depth       INTEGER NOT NULL,
+    expires_at      INTEGER NOT NULL,
+    created_at      INTEGER NOT NULL,
+    status          TEXT NOT NULL,
+    revoked_at      INTEGER,
+    digest          TEXT NOT NULL,
+    human_signature TEXT
+);
+CREATE INDEX delegations_by_delegate ON delegations (tenant, delegate, status);
+CREATE INDEX delegations_by_parent ON delegations (parent);
+CREATE TABLE tokens (
+    jti         TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL REFERENCES tenants(id),
+    delegation  TEXT NOT NULL REFERENCES delegations(id),
+    agent       TEXT NOT NULL REFERENCES agents(id),
+    jkt         TEXT NOT NULL,
+    issued_at   INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    status      TEXT NOT NULL,
+    revoked_at  INTEGER
+);
+CREATE INDEX tokens_by_delegation ON tokens (delegation);
+CREATE TABLE used_jtis (
+    kind        TEXT NOT NULL,
+    scope       TEXT NOT NULL,
+    jti         TEXT NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    PRIMARY KEY (kind, scope, jti)
+) WITHOUT ROWID;
+CREATE INDEX used_jtis_by_expiry ON used_jtis (expires_at);
 "#];
 
 /// Brings the database to the newest schema.
