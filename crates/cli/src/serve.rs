@@ -53,6 +53,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         trust_domain: settings.trust_domain,
         // Only from the environment: a flag would leave the key in shell history and `ps`.
         bootstrap_key: env("MANDATE_BOOTSTRAP_KEY"),
+        clock: None,
     };
     mandate_server::serve(config, shutdown_signal())
         .await

@@ -19,6 +19,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod checkpoint;
 pub mod clock;
 pub mod encoding;
 pub mod id;

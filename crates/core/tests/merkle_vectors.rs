@@ -30,8 +30,8 @@ fn vectors_dir() -> PathBuf {
 
 fn load(name: &str) -> Value {
     let path = vectors_dir().join(name);
-    let text = fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let text =
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
@@ -89,7 +89,12 @@ fn reference() -> Reference {
         .iter()
         .map(|v| hex_bytes(v.as_str().unwrap()))
         .collect();
-    let roots = doc["roots"].as_array().unwrap().iter().map(hex_hash).collect();
+    let roots = doc["roots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(hex_hash)
+        .collect();
     let tree = MemoryTree::from_leaf_hashes(leaves.iter().map(|d| leaf_hash(d))).unwrap();
     Reference {
         leaves,
@@ -189,7 +194,11 @@ fn inclusion_probes() {
             assert_eq!(result, Ok(()), "{name}");
             accepted += 1;
             if name.ends_with("/happy-path.json") {
-                assert_eq!(r.tree.inclusion_proof(index, size).unwrap(), proof, "{name}");
+                assert_eq!(
+                    r.tree.inclusion_proof(index, size).unwrap(),
+                    proof,
+                    "{name}"
+                );
             } else {
                 // single-entry: the one-leaf tree of "data".
                 let tree = MemoryTree::from_leaf_hashes([leaf]).unwrap();

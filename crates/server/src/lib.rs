@@ -38,7 +38,7 @@ use crate::routes::{agents, humans, ledger, mandates, oauth, public};
 pub use crate::state::AppState;
 
 /// Settings of `mandate serve`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
@@ -52,6 +52,8 @@ pub struct ServerConfig {
     pub trust_domain: Option<String>,
     /// Preset API key of the bootstrap admin (from `MANDATE_BOOTSTRAP_KEY`).
     pub bootstrap_key: Option<String>,
+    /// The clock (default: the wall clock). Tests pass a fixed clock.
+    pub clock: Option<Arc<dyn Clock>>,
 }
 
 impl ServerConfig {
@@ -64,7 +66,24 @@ impl ServerConfig {
             issuer: None,
             trust_domain: None,
             bootstrap_key: None,
+            clock: None,
         }
+    }
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &self.database_url)
+            .field("issuer", &self.issuer)
+            .field("trust_domain", &self.trust_domain)
+            .field(
+                "bootstrap_key",
+                &self.bootstrap_key.as_ref().map(|_| "<redacted>"),
+            )
+            .finish_non_exhaustive()
     }
 }
 
@@ -185,7 +204,10 @@ async fn open(
             }
         },
     };
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let clock: Arc<dyn Clock> = config
+        .clock
+        .clone()
+        .unwrap_or_else(|| Arc::new(SystemClock));
     let store = SqliteStore::open(SqliteOptions::new(&db_path), Arc::clone(&clock))
         .map_err(|e| ServerError::new(format!("cannot open `{}`: {e}", db_path.display())))?;
     let store: Arc<dyn Store> = Arc::new(store);
@@ -343,7 +365,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/receipts", get(ledger::list_receipts))
         .route("/v1/mandates", post(mandates::create_mandate))
         .route("/v1/delegations/{id}", get(mandates::show_delegation))
-        .route("/v1/delegations/{id}/revoke", post(mandates::revoke_delegation))
+        .route(
+            "/v1/delegations/{id}/revoke",
+            post(mandates::revoke_delegation),
+        )
         .route("/v1/humans/{id}/keys", post(mandates::add_human_key))
         .route("/oauth2/token", post(oauth::token))
         .route("/oauth2/introspect", post(oauth::introspect))

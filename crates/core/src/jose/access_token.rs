@@ -149,10 +149,10 @@ impl AccessTokenClaims {
         // resource indicator value corresponding to an identifier the resource server expects
         // for itself."
         let aud = audiences(claims)?;
-        if let Some(audience) = expect.audience {
-            if !aud.iter().any(|a| a == audience) {
-                return Err(JoseError::WrongAudience);
-            }
+        if let Some(audience) = expect.audience
+            && !aud.iter().any(|a| a == audience)
+        {
+            return Err(JoseError::WrongAudience);
         }
 
         // RFC 9068 §4: "The current time MUST be before the time represented by the exp
@@ -234,10 +234,10 @@ fn actor(claims: &Map<String, Value>) -> Result<Value, JoseError> {
         let Some(obj) = act.as_object() else {
             return Err(JoseError::InvalidClaim { name: "act" });
         };
-        if !obj
+        if obj
             .get("sub")
             .and_then(Value::as_str)
-            .is_some_and(|s| !s.is_empty())
+            .is_none_or(str::is_empty)
         {
             return Err(JoseError::InvalidClaim { name: "act" });
         }

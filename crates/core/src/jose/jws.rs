@@ -177,7 +177,10 @@ impl Unverified {
             .try_into()
             .map_err(|_| JoseError::BadSignature)?;
         key.verifying_key()
-            .verify_strict(self.signing_input.as_bytes(), &Signature::from_bytes(&bytes))
+            .verify_strict(
+                self.signing_input.as_bytes(),
+                &Signature::from_bytes(&bytes),
+            )
             .map_err(|_| JoseError::BadSignature)?;
         Ok(Verified {
             kind,

@@ -42,7 +42,13 @@ fn rfc8037_a5_jws_is_not_a_jwt() {
     // A.5 validates the A.4 JWS; its payload is text, which no JWT profile accepts.
     let err = Unverified::parse(RFC8037_JWS, &JoseLimits::default()).unwrap_err();
     assert!(
-        matches!(err, JoseError::Json { segment: "payload", .. }),
+        matches!(
+            err,
+            JoseError::Json {
+                segment: "payload",
+                ..
+            }
+        ),
         "{err:?}"
     );
 }
@@ -50,7 +56,12 @@ fn rfc8037_a5_jws_is_not_a_jwt() {
 #[test]
 fn typ_matching_is_case_insensitive_with_an_optional_application_prefix() {
     let at = JwtKind::AccessToken;
-    for ok in ["at+jwt", "AT+JWT", "application/at+jwt", "Application/At+Jwt"] {
+    for ok in [
+        "at+jwt",
+        "AT+JWT",
+        "application/at+jwt",
+        "Application/At+Jwt",
+    ] {
         assert!(at.accepts_typ(Some(ok)), "{ok}");
     }
     for bad in [
@@ -68,10 +79,23 @@ fn typ_matching_is_case_insensitive_with_an_optional_application_prefix() {
     }
     assert!(!at.accepts_typ(None));
     for kind in [JwtKind::ClientAssertion, JwtKind::ActorToken] {
-        for ok in [None, Some("JWT"), Some("jwt"), Some("application/jwt"), Some("client-authentication+jwt"), Some("application/CLIENT-AUTHENTICATION+JWT")] {
+        for ok in [
+            None,
+            Some("JWT"),
+            Some("jwt"),
+            Some("application/jwt"),
+            Some("client-authentication+jwt"),
+            Some("application/CLIENT-AUTHENTICATION+JWT"),
+        ] {
             assert!(kind.accepts_typ(ok), "{kind:?} {ok:?}");
         }
-        for bad in ["at+jwt", "dpop+jwt", "JOSE", "JWT+JSON", "jwt/client-authentication"] {
+        for bad in [
+            "at+jwt",
+            "dpop+jwt",
+            "JOSE",
+            "JWT+JSON",
+            "jwt/client-authentication",
+        ] {
             assert!(!kind.accepts_typ(Some(bad)), "{kind:?} {bad}");
         }
     }
@@ -80,7 +104,10 @@ fn typ_matching_is_case_insensitive_with_an_optional_application_prefix() {
         for reader in ALL_KINDS {
             let same_family = matches!(
                 (signer, reader),
-                (JwtKind::ClientAssertion | JwtKind::ActorToken, JwtKind::ClientAssertion | JwtKind::ActorToken)
+                (
+                    JwtKind::ClientAssertion | JwtKind::ActorToken,
+                    JwtKind::ClientAssertion | JwtKind::ActorToken
+                )
             );
             assert_eq!(
                 reader.accepts_typ(Some(signer.typ())),
@@ -96,7 +123,9 @@ fn algorithm_names_are_exact() {
     assert_eq!(Algorithm::default(), Algorithm::EdDSA);
     assert_eq!(Algorithm::from_header("EdDSA"), Some(Algorithm::EdDSA));
     assert_eq!(Algorithm::from_header("Ed25519"), Some(Algorithm::Ed25519));
-    for bad in ["eddsa", "EDDSA", "ed25519", "none", "HS256", "RS256", "ES256", "Ed448", ""] {
+    for bad in [
+        "eddsa", "EDDSA", "ed25519", "none", "HS256", "RS256", "ES256", "Ed448", "",
+    ] {
         assert_eq!(Algorithm::from_header(bad), None, "{bad}");
     }
     assert_eq!(
@@ -129,7 +158,11 @@ fn numeric_dates_accept_integers_and_fractions_and_refuse_the_rest() {
     assert_eq!(opt_date(&c, "b"), Ok(Some(1_700_000_000)));
     assert_eq!(opt_date(&c, "missing"), Ok(None));
     for name in ["c", "d", "e", "f", "g", "h"] {
-        assert_eq!(opt_date(&c, name), Err(JoseError::InvalidClaim { name }), "{name}");
+        assert_eq!(
+            opt_date(&c, name),
+            Err(JoseError::InvalidClaim { name }),
+            "{name}"
+        );
     }
 }
 
@@ -137,10 +170,19 @@ fn numeric_dates_accept_integers_and_fractions_and_refuse_the_rest() {
 fn validity_window_with_leeway() {
     let now = 1_000;
     assert_eq!(check_window(1_001, None, None, now, 0), Ok(()));
-    assert_eq!(check_window(1_000, None, None, now, 0), Err(JoseError::Expired));
+    assert_eq!(
+        check_window(1_000, None, None, now, 0),
+        Err(JoseError::Expired)
+    );
     assert_eq!(check_window(971, None, None, now, 30), Ok(()));
-    assert_eq!(check_window(970, None, None, now, 30), Err(JoseError::Expired));
-    assert_eq!(check_window(2_000, Some(1_030), Some(1_030), now, 30), Ok(()));
+    assert_eq!(
+        check_window(970, None, None, now, 30),
+        Err(JoseError::Expired)
+    );
+    assert_eq!(
+        check_window(2_000, Some(1_030), Some(1_030), now, 30),
+        Ok(())
+    );
     assert_eq!(
         check_window(2_000, Some(1_031), None, now, 30),
         Err(JoseError::NotYetValid)
@@ -184,12 +226,30 @@ fn htu_normal_forms() {
         assert!(n(different).is_some(), "{different}");
         assert_ne!(n(different), base, "{different}");
     }
-    assert_eq!(n("http://x.example:80"), Some("http://x.example/".to_owned()));
-    assert_eq!(n("http://x.example:443/"), Some("http://x.example:443/".to_owned()));
-    assert_eq!(n("https://x.example/a/b/.."), Some("https://x.example/a/".to_owned()));
-    assert_eq!(n("https://x.example/.."), Some("https://x.example/".to_owned()));
-    assert_eq!(n("https://x.example/a%2fb"), Some("https://x.example/a%2Fb".to_owned()));
-    assert_eq!(n("https://x.example/%7e"), Some("https://x.example/~".to_owned()));
+    assert_eq!(
+        n("http://x.example:80"),
+        Some("http://x.example/".to_owned())
+    );
+    assert_eq!(
+        n("http://x.example:443/"),
+        Some("http://x.example:443/".to_owned())
+    );
+    assert_eq!(
+        n("https://x.example/a/b/.."),
+        Some("https://x.example/a/".to_owned())
+    );
+    assert_eq!(
+        n("https://x.example/.."),
+        Some("https://x.example/".to_owned())
+    );
+    assert_eq!(
+        n("https://x.example/a%2fb"),
+        Some("https://x.example/a%2Fb".to_owned())
+    );
+    assert_eq!(
+        n("https://x.example/%7e"),
+        Some("https://x.example/~".to_owned())
+    );
     assert_eq!(
         n("https://[2001:DB8::1]:443/p"),
         Some("https://[2001:db8::1]/p".to_owned())
@@ -229,7 +289,13 @@ fn htu_normal_forms() {
 #[test]
 fn unverified_debug_leaves_out_the_signature() {
     let key = rfc8037_key();
-    let token = sign(JwtKind::Delegation, None, Algorithm::EdDSA, &json!({"a": 1}), &key);
+    let token = sign(
+        JwtKind::Delegation,
+        None,
+        Algorithm::EdDSA,
+        &json!({"a": 1}),
+        &key,
+    );
     let signature = token.rsplit('.').next().unwrap().to_owned();
     let parsed = Unverified::parse(&token, &JoseLimits::default()).unwrap();
     let shown = format!("{parsed:?}");

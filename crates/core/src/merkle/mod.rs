@@ -124,7 +124,12 @@ pub enum MerkleError {
 /// RFC 9162 §2.1.1: "The hash of a list with one entry (also known as a leaf hash) is:
 /// `MTH({d[0]}) = HASH(0x00 || d[0])`."
 pub fn leaf_hash(data: &[u8]) -> Hash {
-    Hash(Sha256::new_with_prefix([LEAF_PREFIX]).chain_update(data).finalize().into())
+    Hash(
+        Sha256::new_with_prefix([LEAF_PREFIX])
+            .chain_update(data)
+            .finalize()
+            .into(),
+    )
 }
 
 /// RFC 9162 §2.1.1: "`MTH(D_n) = HASH(0x01 || MTH(D[0:k]) || MTH(D[k:n]))`."

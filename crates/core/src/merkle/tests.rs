@@ -142,8 +142,14 @@ fn a_missing_complete_node_is_reported_not_papered_over() {
     let gap = NodeId::new(1, 2);
     let get = |id: NodeId| if id == gap { None } else { tree.node(id) };
     assert_eq!(root(6, get), Err(MerkleError::MissingNode(gap)));
-    assert_eq!(inclusion_proof(0, 6, get), Err(MerkleError::MissingNode(gap)));
-    assert_eq!(consistency_proof(1, 6, get), Err(MerkleError::MissingNode(gap)));
+    assert_eq!(
+        inclusion_proof(0, 6, get),
+        Err(MerkleError::MissingNode(gap))
+    );
+    assert_eq!(
+        consistency_proof(1, 6, get),
+        Err(MerkleError::MissingNode(gap))
+    );
     assert_eq!(
         nodes_completed_by_append(6, leaf_hash(b"7"), |id| if id == NodeId::new(0, 5) {
             None
@@ -157,7 +163,15 @@ fn a_missing_complete_node_is_reported_not_papered_over() {
 
 #[test]
 fn reads_stay_logarithmic_for_huge_trees() {
-    for size in [1u64, 2, 3, 1 << 20, (1 << 20) + 12_345, u64::MAX >> 1, u64::MAX] {
+    for size in [
+        1u64,
+        2,
+        3,
+        1 << 20,
+        (1 << 20) + 12_345,
+        u64::MAX >> 1,
+        u64::MAX,
+    ] {
         assert!(nodes_for_root(size).len() <= 64);
         for index in [0, size / 3, size - 1] {
             let reads = nodes_for_inclusion(index, size);

@@ -68,13 +68,21 @@ pub fn authorization_object(
 pub async fn create_mandate(
     State(state): State<AppState>,
     caller: Caller,
-    StrictJson { value: body, request_hash }: StrictJson<NewMandateBody>,
+    StrictJson {
+        value: body,
+        request_hash,
+    }: StrictJson<NewMandateBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require_writer()?;
     let now = state.now();
     let now_secs = now / 1000;
     let policy = &state.policy;
-    let not_found = || ApiError::not_found(format!("agent `{}`", body.agent.chars().take(64).collect::<String>()));
+    let not_found = || {
+        ApiError::not_found(format!(
+            "agent `{}`",
+            body.agent.chars().take(64).collect::<String>()
+        ))
+    };
     let agent_id = AgentId::parse(&body.agent).map_err(|_| not_found())?;
     let agent = state
         .store
@@ -82,21 +90,40 @@ pub async fn create_mandate(
         .await?
         .ok_or_else(not_found)?;
     if agent.status != AgentStatus::Active {
-        return Err(ApiError::new(ProblemKind::Conflict, format!("agent `{agent_id}` is {}", views::status_word(agent.status))));
+        return Err(ApiError::new(
+            ProblemKind::Conflict,
+            format!("agent `{agent_id}` is {}", views::status_word(agent.status)),
+        ));
     }
     let purpose = text(&body.purpose, "purpose", 512)?;
-    let task_id = body.task_id.as_deref().map(|t| text(t, "task_id", 128)).transpose()?;
+    let task_id = body
+        .task_id
+        .as_deref()
+        .map(|t| text(t, "task_id", 128))
+        .transpose()?;
     let expires_at = match (body.expires_in, body.expires_at) {
-        (Some(_), Some(_)) => return Err(ApiError::bad_request("send `expires_in` or `expires_at`, not both")),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "send `expires_in` or `expires_at`, not both",
+            ));
+        }
         (Some(secs), None) => now_secs.saturating_add(secs),
         (None, Some(at)) => at,
-        (None, None) => return Err(ApiError::bad_request("`expires_in` (seconds) or `expires_at` (unix seconds) is required")),
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "`expires_in` (seconds) or `expires_at` (unix seconds) is required",
+            ));
+        }
     };
     if body.human_signature.is_some() && body.expires_at.is_none() {
-        return Err(ApiError::bad_request("a signed mandate must carry an absolute `expires_at`"));
+        return Err(ApiError::bad_request(
+            "a signed mandate must carry an absolute `expires_at`",
+        ));
     }
     if expires_at <= now_secs {
-        return Err(ApiError::unprocessable("the mandate would already be expired"));
+        return Err(ApiError::unprocessable(
+            "the mandate would already be expired",
+        ));
     }
     if expires_at - now_secs > policy.max_mandate_secs {
         return Err(ApiError::unprocessable(format!(
@@ -113,13 +140,23 @@ pub async fn create_mandate(
     let ceiling: Scope = serde_json::from_value(agent.ceiling.clone())
         .map_err(|_| ApiError::new(ProblemKind::Internal, "stored ceiling is unreadable"))?;
     // DESIGN §3: authority only shrinks; a mandate is bounded by the agent's ceiling.
-    ceiling
-        .narrow(scope.clone())
-        .map_err(|e| ApiError::unprocessable(format!("`authorization_details` exceed the agent's ceiling: {e}")))?;
-    let terms = DelegationTerms::mandate(scope.clone(), prohibitions.clone(), expires_at * 1000, max_depth, &state.limits)
-        .map_err(|e| ApiError::unprocessable(e.to_string()))?;
-    let details = serde_json::to_value(&scope).map_err(|_| ApiError::new(ProblemKind::Internal, "serialisation"))?;
-    let prohibitions_v = serde_json::to_value(&prohibitions).map_err(|_| ApiError::new(ProblemKind::Internal, "serialisation"))?;
+    ceiling.narrow(scope.clone()).map_err(|e| {
+        ApiError::unprocessable(format!(
+            "`authorization_details` exceed the agent's ceiling: {e}"
+        ))
+    })?;
+    let terms = DelegationTerms::mandate(
+        scope.clone(),
+        prohibitions.clone(),
+        expires_at * 1000,
+        max_depth,
+        &state.limits,
+    )
+    .map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    let details = serde_json::to_value(&scope)
+        .map_err(|_| ApiError::new(ProblemKind::Internal, "serialisation"))?;
+    let prohibitions_v = serde_json::to_value(&prohibitions)
+        .map_err(|_| ApiError::new(ProblemKind::Internal, "serialisation"))?;
     let human = &caller.0.human;
     // The object the human signs is made of their own inputs, as sent.
     let object = authorization_object(
@@ -133,26 +170,42 @@ pub async fn create_mandate(
         &purpose,
         task_id.as_deref(),
     );
-    let digest_bytes = mandate_core::jcs::sha256(&object)
-        .map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    let digest_bytes =
+        mandate_core::jcs::sha256(&object).map_err(|e| ApiError::unprocessable(e.to_string()))?;
     let digest = hex(&digest_bytes);
-    let keys = state.store.human_keys(&caller.0.tenant.id, &human.id).await?;
-    let active: Vec<&KeyRecord> = keys.iter().filter(|k| k.status == KeyStatus::Active).collect();
+    let keys = state
+        .store
+        .human_keys(&caller.0.tenant.id, &human.id)
+        .await?;
+    let active: Vec<&KeyRecord> = keys
+        .iter()
+        .filter(|k| k.status == KeyStatus::Active)
+        .collect();
     let mut jtis = Vec::new();
     if !active.is_empty() || body.human_signature.is_some() {
         let sig = body.human_signature.as_deref().ok_or_else(|| {
-            ApiError::unprocessable("this human has a registered signing key: the mandate must carry `human_signature`")
+            ApiError::unprocessable(
+                "this human has a registered signing key: the mandate must carry `human_signature`",
+            )
         })?;
-        let canonical = mandate_core::jcs::canonicalize(&object).map_err(|e| ApiError::unprocessable(e.to_string()))?;
+        let canonical = mandate_core::jcs::canonicalize(&object)
+            .map_err(|e| ApiError::unprocessable(e.to_string()))?;
         let sig = b64url_decode(sig)
             .and_then(|b| <[u8; 64]>::try_from(b).ok())
             .map(|b| Signature::from_bytes(&b))
-            .ok_or_else(|| ApiError::unprocessable("`human_signature` must be a base64url Ed25519 signature"))?;
-        let ok = active
-            .iter()
-            .any(|k| k.jwk.verifying_key().verify_strict(canonical.as_bytes(), &sig).is_ok());
+            .ok_or_else(|| {
+                ApiError::unprocessable("`human_signature` must be a base64url Ed25519 signature")
+            })?;
+        let ok = active.iter().any(|k| {
+            k.jwk
+                .verifying_key()
+                .verify_strict(canonical.as_bytes(), &sig)
+                .is_ok()
+        });
         if !ok {
-            return Err(ApiError::unprocessable("`human_signature` does not verify with any active key of this human"));
+            return Err(ApiError::unprocessable(
+                "`human_signature` does not verify with any active key of this human",
+            ));
         }
         // A signed authorization is single-use: replaying it cannot mint a second mandate.
         jtis.push(JtiUse {
@@ -183,23 +236,41 @@ pub async fn create_mandate(
         digest: digest.clone(),
         human_signature: body.human_signature.clone(),
     };
-    let mut ev = human_event(&caller, EventKind::DelegationCreated, "delegate", format!("delegations/{id}"), request_hash, vec![format!("digest {digest}")]);
+    let mut ev = human_event(
+        &caller,
+        EventKind::DelegationCreated,
+        "delegate",
+        format!("delegations/{id}"),
+        request_hash,
+        vec![format!("digest {digest}")],
+    );
     ev.delegation = Some(id.to_string());
     ev.actor.agent = None;
     if !jtis.is_empty() {
         state
             .commit(
-                Mutation::TokenRequest { jtis, issue: None, now, seen: None },
+                Mutation::TokenRequest {
+                    jtis,
+                    issue: None,
+                    now,
+                    seen: None,
+                },
                 vec![],
             )
             .await
             .map_err(|e| match e.kind() {
-                ProblemKind::Conflict => ApiError::new(ProblemKind::Conflict, "this signed authorization was already used"),
+                ProblemKind::Conflict => ApiError::new(
+                    ProblemKind::Conflict,
+                    "this signed authorization was already used",
+                ),
                 _ => e,
             })?;
     }
     state
-        .commit(Mutation::CreateDelegation(delegation.clone()), vec![(delegation.tenant.clone(), ev)])
+        .commit(
+            Mutation::CreateDelegation(delegation.clone()),
+            vec![(delegation.tenant.clone(), ev)],
+        )
         .await?;
     let document = delegation_document(&state, &delegation, now_secs);
     Ok((
@@ -232,11 +303,22 @@ pub fn delegation_document(state: &AppState, d: &Delegation, now_secs: i64) -> S
         "digest": d.digest,
     });
     let key = state.keys.current();
-    jose::sign(JwtKind::Delegation, Some(&key.kid()), state.policy.alg, &claims, key.signing_key())
+    jose::sign(
+        JwtKind::Delegation,
+        Some(&key.kid()),
+        state.policy.alg,
+        &claims,
+        key.signing_key(),
+    )
 }
 
 async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<Delegation, ApiError> {
-    let not_found = || ApiError::not_found(format!("delegation `{}`", id.chars().take(64).collect::<String>()));
+    let not_found = || {
+        ApiError::not_found(format!(
+            "delegation `{}`",
+            id.chars().take(64).collect::<String>()
+        ))
+    };
     let id = DelegationId::parse(id).map_err(|_| not_found())?;
     state
         .store
@@ -260,18 +342,33 @@ pub async fn revoke_delegation(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    StrictJson { value: body, request_hash }: StrictJson<ReasonBody>,
+    StrictJson {
+        value: body,
+        request_hash,
+    }: StrictJson<ReasonBody>,
 ) -> Result<Json<Value>, ApiError> {
     let d = load(&state, &caller, &id).await?;
-    let own = matches!(&d.root_delegator(&state, &caller).await?, Some(h) if *h == caller.0.human.id);
+    let own =
+        matches!(&d.root_delegator(&state, &caller).await?, Some(h) if *h == caller.0.human.id);
     if !own {
         caller.require_writer()?;
     }
-    let mut ev = human_event(&caller, EventKind::DelegationRevoked, "revoke", format!("delegations/{}", d.id), request_hash, body.reasons()?);
+    let mut ev = human_event(
+        &caller,
+        EventKind::DelegationRevoked,
+        "revoke",
+        format!("delegations/{}", d.id),
+        request_hash,
+        body.reasons()?,
+    );
     ev.delegation = Some(d.id.to_string());
     let applied = state
         .commit(
-            Mutation::RevokeDelegation { tenant: d.tenant.clone(), id: d.id.clone(), at: state.now() },
+            Mutation::RevokeDelegation {
+                tenant: d.tenant.clone(),
+                id: d.id.clone(),
+                at: state.now(),
+            },
             vec![(d.tenant.clone(), ev)],
         )
         .await?;
@@ -288,15 +385,27 @@ pub async fn revoke_delegation(
 }
 
 trait RootDelegator {
-    async fn root_delegator(&self, state: &AppState, caller: &Caller) -> Result<Option<HumanId>, ApiError>;
+    async fn root_delegator(
+        &self,
+        state: &AppState,
+        caller: &Caller,
+    ) -> Result<Option<HumanId>, ApiError>;
 }
 
 impl RootDelegator for Delegation {
-    async fn root_delegator(&self, state: &AppState, caller: &Caller) -> Result<Option<HumanId>, ApiError> {
+    async fn root_delegator(
+        &self,
+        state: &AppState,
+        caller: &Caller,
+    ) -> Result<Option<HumanId>, ApiError> {
         let root = if self.parent.is_none() {
             self.clone()
         } else {
-            match state.store.delegation(&caller.0.tenant.id, &self.root).await? {
+            match state
+                .store
+                .delegation(&caller.0.tenant.id, &self.root)
+                .await?
+            {
                 Some(r) => r,
                 None => return Ok(None),
             }
@@ -320,24 +429,47 @@ pub async fn add_human_key(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    StrictJson { value: body, request_hash }: StrictJson<NewHumanKeyBody>,
+    StrictJson {
+        value: body,
+        request_hash,
+    }: StrictJson<NewHumanKeyBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let not_found = || ApiError::not_found(format!("human `{}`", id.chars().take(64).collect::<String>()));
+    let not_found = || {
+        ApiError::not_found(format!(
+            "human `{}`",
+            id.chars().take(64).collect::<String>()
+        ))
+    };
     let hid = HumanId::parse(&id).map_err(|_| not_found())?;
     if hid != caller.0.human.id {
         caller.require_writer()?;
     }
-    let human = state.store.human(&caller.0.tenant.id, &hid).await?.ok_or_else(not_found)?;
+    let human = state
+        .store
+        .human(&caller.0.tenant.id, &hid)
+        .await?
+        .ok_or_else(not_found)?;
     if body.jwk.is_null() {
         return Err(ApiError::bad_request("`jwk` is required"));
     }
     let public = PublicJwk::from_json(&body.jwk)
         .map_err(|e| ApiError::unprocessable(format!("invalid `jwk`: {e}")))?;
     let key = KeyRecord::new(public, state.now());
-    let ev = human_event(&caller, EventKind::HumanKeyAdded, "create", format!("humans/{}/keys/{}", human.id, key.kid), request_hash, vec![]);
+    let ev = human_event(
+        &caller,
+        EventKind::HumanKeyAdded,
+        "create",
+        format!("humans/{}/keys/{}", human.id, key.kid),
+        request_hash,
+        vec![],
+    );
     state
         .commit(
-            Mutation::AddHumanKey { tenant: human.tenant.clone(), human: human.id.clone(), key: key.clone() },
+            Mutation::AddHumanKey {
+                tenant: human.tenant.clone(),
+                human: human.id.clone(),
+                key: key.clone(),
+            },
             vec![(human.tenant.clone(), ev)],
         )
         .await?;

@@ -50,7 +50,9 @@ impl Form {
             .unwrap_or("");
         let essence = ct.split(';').next().unwrap_or("").trim();
         if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-            return Err(bad("send the request as `application/x-www-form-urlencoded`"));
+            return Err(bad(
+                "send the request as `application/x-www-form-urlencoded`",
+            ));
         }
         if body.len() > MAX_FORM {
             return Err(bad("request body too large"));
@@ -101,7 +103,11 @@ struct Authenticated {
 }
 
 /// RFC 7523 §2.2 / §3 client authentication with `private_key_jwt` — the only method.
-async fn authenticate(state: &AppState, headers: &HeaderMap, form: &Form) -> Result<Authenticated, TokenError> {
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: &Form,
+) -> Result<Authenticated, TokenError> {
     if headers.contains_key(header::AUTHORIZATION) {
         // No shared secrets exist: HTTP Basic or bearer client authentication is a downgrade.
         return Err(client_failed(true));
@@ -115,16 +121,25 @@ async fn authenticate(state: &AppState, headers: &HeaderMap, form: &Form) -> Res
             "authenticate with `private_key_jwt`: `client_assertion_type` must be `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`",
         ));
     }
-    let assertion = form.get("client_assertion").ok_or_else(|| client_failed(false))?;
+    let assertion = form
+        .get("client_assertion")
+        .ok_or_else(|| client_failed(false))?;
     let limits = JoseLimits::default();
     let unverified = Unverified::parse(assertion, &limits).map_err(|_| client_failed(false))?;
-    let claimed = unverified.unverified_client_id().map_err(|_| client_failed(false))?.to_owned();
+    let claimed = unverified
+        .unverified_client_id()
+        .map_err(|_| client_failed(false))?
+        .to_owned();
     if let Some(id) = form.get("client_id") {
         if id != claimed {
             return Err(client_failed(false));
         }
     }
-    let client = state.store.client(&claimed).await?.ok_or_else(|| client_failed(false))?;
+    let client = state
+        .store
+        .client(&claimed)
+        .await?
+        .ok_or_else(|| client_failed(false))?;
     let (keys, active) = match &client {
         Client::Agent(a) => (&a.keys, a.status == AgentStatus::Active),
         Client::Gate(g) => (&g.keys, true),
@@ -140,15 +155,26 @@ async fn authenticate(state: &AppState, headers: &HeaderMap, form: &Form) -> Res
         .collect();
     let mut verified: Option<Verified> = None;
     for key in candidates {
-        if let Ok(v) = unverified.clone().verify(JwtKind::ClientAssertion, &key.jwk) {
+        if let Ok(v) = unverified
+            .clone()
+            .verify(JwtKind::ClientAssertion, &key.jwk)
+        {
             verified = Some(v);
             break;
         }
     }
     let verified = verified.ok_or_else(|| client_failed(false))?;
     let now_secs = state.now() / 1000;
-    let assertion = jose::verify_client_assertion(&verified, &AssertionExpectation::new(&state.issuer, now_secs))
-        .map_err(|e| TokenError::new(Code::InvalidClient, format!("client authentication failed: {e}")))?;
+    let assertion = jose::verify_client_assertion(
+        &verified,
+        &AssertionExpectation::new(&state.issuer, now_secs),
+    )
+    .map_err(|e| {
+        TokenError::new(
+            Code::InvalidClient,
+            format!("client authentication failed: {e}"),
+        )
+    })?;
     let jtis = vec![JtiUse {
         kind: "assertion",
         scope: assertion.client_id().to_owned(),
@@ -162,9 +188,21 @@ async fn authenticate(state: &AppState, headers: &HeaderMap, form: &Form) -> Res
 fn dpop(state: &AppState, headers: &HeaderMap, path: &str) -> Result<jose::DpopProof, TokenError> {
     let mut values = headers.get_all("dpop").iter();
     let proof = match (values.next(), values.next()) {
-        (Some(v), None) => v.to_str().map_err(|_| TokenError::new(Code::InvalidDpopProof, "malformed DPoP header"))?,
-        (None, _) => return Err(TokenError::new(Code::InvalidDpopProof, "a DPoP proof is required (RFC 9449)")),
-        (Some(_), Some(_)) => return Err(TokenError::new(Code::InvalidDpopProof, "exactly one DPoP header is allowed")),
+        (Some(v), None) => v
+            .to_str()
+            .map_err(|_| TokenError::new(Code::InvalidDpopProof, "malformed DPoP header"))?,
+        (None, _) => {
+            return Err(TokenError::new(
+                Code::InvalidDpopProof,
+                "a DPoP proof is required (RFC 9449)",
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(TokenError::new(
+                Code::InvalidDpopProof,
+                "exactly one DPoP header is allowed",
+            ));
+        }
     };
     let htu = format!("{}{path}", state.issuer);
     let expect = DpopExpectation::new("POST", &htu, state.now() / 1000);
@@ -180,13 +218,38 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
     }
 }
 
-async fn token_inner(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, TokenError> {
+async fn token_inner(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, TokenError> {
     let form = Form::parse(headers, body)?;
-    let grant_type = form.get("grant_type").ok_or_else(|| bad("`grant_type` is required"))?.to_owned();
+    let grant_type = form
+        .get("grant_type")
+        .ok_or_else(|| bad("`grant_type` is required"))?
+        .to_owned();
+    if grant_type != TOKEN_EXCHANGE && grant_type != "client_credentials" {
+        return Err(TokenError::new(
+            Code::UnsupportedGrantType,
+            format!(
+                "grant type `{}` is not supported",
+                grant_type.chars().take(80).collect::<String>()
+            ),
+        ));
+    }
     let auth = authenticate(state, headers, &form).await?;
     let Client::Agent(agent) = auth.client.clone() else {
         // Gates authenticate for introspection only.
-        return refuse(state, &auth, None, TokenError::new(Code::UnauthorizedClient, "gates cannot obtain access tokens")).await;
+        return refuse(
+            state,
+            &auth,
+            None,
+            TokenError::new(
+                Code::UnauthorizedClient,
+                "gates cannot obtain access tokens",
+            ),
+        )
+        .await;
     };
     let proof = match dpop(state, headers, "/oauth2/token") {
         Ok(p) => p,
@@ -199,7 +262,10 @@ async fn token_inner(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Resu
         jti: proof.jti().to_owned(),
         expires_at: (proof.iat() + 360) * 1000,
     });
-    let auth = Authenticated { client: auth.client, jtis };
+    let auth = Authenticated {
+        client: auth.client,
+        jtis,
+    };
     let delegation = match grant(state, &agent, &grant_type, &form).await {
         Ok(d) => d,
         Err(e) => return refuse(state, &auth, None, e).await,
@@ -212,15 +278,33 @@ async fn token_inner(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Resu
     let now_secs = now / 1000;
     let exp = (now_secs + state.policy.token_lifetime_secs).min(delegation.expires_at / 1000);
     if exp <= now_secs {
-        return refuse(state, &auth, Some(&delegation), TokenError::new(Code::InvalidGrant, "the delegation has expired")).await;
+        return refuse(
+            state,
+            &auth,
+            Some(&delegation),
+            TokenError::new(Code::InvalidGrant, "the delegation has expired"),
+        )
+        .await;
     }
-    let chain = state.store.delegation_chain(&delegation.tenant, &delegation.id).await?;
+    let chain = state
+        .store
+        .delegation_chain(&delegation.tenant, &delegation.id)
+        .await?;
     let human = match chain.first().map(|d| &d.delegator) {
         Some(Delegator::Human(h)) => h.to_string(),
-        _ => return Err(TokenError::new(Code::ServerError, "delegation chain has no human root")),
+        _ => {
+            return Err(TokenError::new(
+                Code::ServerError,
+                "delegation chain has no human root",
+            ));
+        }
     };
-    let jti = b64url(&random::<16>().map_err(|_| TokenError::new(Code::TemporarilyUnavailable, "no randomness"))?);
-    let scope_v = serde_json::to_value(&scope).map_err(|_| TokenError::new(Code::ServerError, "serialisation"))?;
+    let jti = b64url(
+        &random::<16>()
+            .map_err(|_| TokenError::new(Code::TemporarilyUnavailable, "no randomness"))?,
+    );
+    let scope_v = serde_json::to_value(&scope)
+        .map_err(|_| TokenError::new(Code::ServerError, "serialisation"))?;
     let claims = AccessTokenClaims {
         iss: state.issuer.to_string(),
         sub: human.clone(),
@@ -233,7 +317,9 @@ async fn token_inner(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Resu
         authorization_details: scope_v.clone(),
         scope: actions_of(&scope),
         act: actor_claim(state, &chain),
-        cnf: Confirmation { jkt: proof.jkt().to_owned() },
+        cnf: Confirmation {
+            jkt: proof.jkt().to_owned(),
+        },
         del: delegation.id.to_string(),
         dpt: delegation.depth,
         cmt: agent.commitment.clone(),
@@ -241,7 +327,13 @@ async fn token_inner(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Resu
         status: None,
     };
     let key = state.keys.current();
-    let access_token = jose::sign(JwtKind::AccessToken, Some(&key.kid()), state.policy.alg, &claims.to_value(), key.signing_key());
+    let access_token = jose::sign(
+        JwtKind::AccessToken,
+        Some(&key.kid()),
+        state.policy.alg,
+        &claims.to_value(),
+        key.signing_key(),
+    );
     let record = TokenRecord {
         jti: jti.clone(),
         tenant: agent.tenant.clone(),
@@ -252,11 +344,24 @@ async fn token_inner(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Resu
         expires_at: exp * 1000,
         status: TokenStatus::Active,
     };
-    let event = agent_event(&agent, EventKind::TokenIssued, Some(&delegation), Some(&human), Outcome::Allow, vec![format!("aud {}", aud.join(" "))], Some(jti.clone()));
+    let event = agent_event(
+        &agent,
+        EventKind::TokenIssued,
+        Some(&delegation),
+        Some(&human),
+        Outcome::Allow,
+        vec![format!("aud {}", aud.join(" "))],
+        Some(jti.clone()),
+    );
     let committed = state
         .store
         .commit(
-            Mutation::TokenRequest { jtis: auth.jtis.clone(), issue: Some(record), now, seen: Some((agent.tenant.clone(), agent.id.clone())) },
+            Mutation::TokenRequest {
+                jtis: auth.jtis.clone(),
+                issue: Some(record),
+                now,
+                seen: Some((agent.tenant.clone(), agent.id.clone())),
+            },
             vec![(agent.tenant.clone(), event)],
         )
         .await;
@@ -283,33 +388,69 @@ async fn token_inner(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Resu
         body["issued_token_type"] = json!(ACCESS_TOKEN_TYPE);
     }
     let mut resp = axum::Json(body).into_response();
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     Ok(resp)
 }
 
 /// Maps a commit-time conflict to the protocol error it means.
 fn conflict_error(msg: &str) -> TokenError {
     if msg.starts_with("assertion") {
-        TokenError::new(Code::InvalidClient, "client authentication failed: the assertion `jti` was already used")
+        TokenError::new(
+            Code::InvalidClient,
+            "client authentication failed: the assertion `jti` was already used",
+        )
     } else if msg.starts_with("dpop") {
         TokenError::new(Code::InvalidDpopProof, "the DPoP proof was already used")
     } else {
-        TokenError::new(Code::InvalidGrant, "the delegation or agent is no longer active")
+        TokenError::new(
+            Code::InvalidGrant,
+            "the delegation or agent is no longer active",
+        )
     }
 }
 
 /// Records a refusal of a well-formed, authenticated request (ids consumed, `token.refused`
 /// receipt) and returns the error — or 503 if the ledger cannot record it (fail closed).
-async fn refuse(state: &AppState, auth: &Authenticated, delegation: Option<&Delegation>, err: TokenError) -> Result<Response, TokenError> {
+async fn refuse(
+    state: &AppState,
+    auth: &Authenticated,
+    delegation: Option<&Delegation>,
+    err: TokenError,
+) -> Result<Response, TokenError> {
     let (tenant, event) = match &auth.client {
-        Client::Agent(a) => (a.tenant.clone(), agent_event(a, EventKind::TokenRefused, delegation, None, Outcome::Deny, vec![err.code.parts().0.to_owned()], None)),
-        Client::Gate(g) => (g.tenant.clone(), gate_event(g, EventKind::TokenRefused, vec![err.code.parts().0.to_owned()])),
+        Client::Agent(a) => (
+            a.tenant.clone(),
+            agent_event(
+                a,
+                EventKind::TokenRefused,
+                delegation,
+                None,
+                Outcome::Deny,
+                vec![err.code.parts().0.to_owned()],
+                None,
+            ),
+        ),
+        Client::Gate(g) => (
+            g.tenant.clone(),
+            gate_event(
+                g,
+                EventKind::TokenRefused,
+                vec![err.code.parts().0.to_owned()],
+            ),
+        ),
     };
     let committed = state
         .store
         .commit(
-            Mutation::TokenRequest { jtis: auth.jtis.clone(), issue: None, now: state.now(), seen: None },
+            Mutation::TokenRequest {
+                jtis: auth.jtis.clone(),
+                issue: None,
+                now: state.now(),
+                seen: None,
+            },
             vec![(tenant, event)],
         )
         .await;
@@ -321,13 +462,21 @@ async fn refuse(state: &AppState, auth: &Authenticated, delegation: Option<&Dele
 }
 
 /// The delegation a grant draws on.
-async fn grant(state: &AppState, agent: &Agent, grant_type: &str, form: &Form) -> Result<Delegation, TokenError> {
+async fn grant(
+    state: &AppState,
+    agent: &Agent,
+    grant_type: &str,
+    form: &Form,
+) -> Result<Delegation, TokenError> {
     match grant_type {
         TOKEN_EXCHANGE => redeem(state, agent, form).await,
         "client_credentials" => covering_mandate(state, agent, form).await,
         other => Err(TokenError::new(
             Code::UnsupportedGrantType,
-            format!("grant type `{}` is not supported", other.chars().take(80).collect::<String>()),
+            format!(
+                "grant type `{}` is not supported",
+                other.chars().take(80).collect::<String>()
+            ),
         )),
     }
 }
@@ -339,17 +488,31 @@ async fn redeem(state: &AppState, agent: &Agent, form: &Form) -> Result<Delegati
     }
     match form.get("subject_token_type") {
         Some(DELEGATION_TOKEN_TYPE) => {}
-        Some(_) => return Err(bad(format!("`subject_token_type` must be `{DELEGATION_TOKEN_TYPE}`"))),
+        Some(_) => {
+            return Err(bad(format!(
+                "`subject_token_type` must be `{DELEGATION_TOKEN_TYPE}`"
+            )));
+        }
         None => return Err(bad("`subject_token_type` is required")),
     }
     if let Some(t) = form.get("requested_token_type") {
         if t != ACCESS_TOKEN_TYPE {
-            return Err(bad(format!("`requested_token_type` must be `{ACCESS_TOKEN_TYPE}`")));
+            return Err(bad(format!(
+                "`requested_token_type` must be `{ACCESS_TOKEN_TYPE}`"
+            )));
         }
     }
-    let doc = form.get("subject_token").ok_or_else(|| bad("`subject_token` is required"))?;
-    let invalid = |why: &str| TokenError::new(Code::InvalidGrant, format!("invalid delegation document: {why}"));
-    let unverified = Unverified::parse(doc, &JoseLimits::default()).map_err(|e| invalid(&e.to_string()))?;
+    let doc = form
+        .get("subject_token")
+        .ok_or_else(|| bad("`subject_token` is required"))?;
+    let invalid = |why: &str| {
+        TokenError::new(
+            Code::InvalidGrant,
+            format!("invalid delegation document: {why}"),
+        )
+    };
+    let unverified =
+        Unverified::parse(doc, &JoseLimits::default()).map_err(|e| invalid(&e.to_string()))?;
     let key = unverified
         .kid()
         .and_then(|kid| state.keys.find(kid))
@@ -372,7 +535,10 @@ async fn redeem(state: &AppState, agent: &Agent, form: &Form) -> Result<Delegati
         .await?
         .ok_or_else(|| invalid("unknown delegation"))?;
     if d.delegate != agent.id {
-        return Err(TokenError::new(Code::InvalidGrant, "this delegation was made to another agent"));
+        return Err(TokenError::new(
+            Code::InvalidGrant,
+            "this delegation was made to another agent",
+        ));
     }
     if d.parent.is_some() {
         return Err(invalid("not a mandate"));
@@ -383,26 +549,49 @@ async fn redeem(state: &AppState, agent: &Agent, form: &Form) -> Result<Delegati
 
 fn check_active(state: &AppState, d: &Delegation) -> Result<(), TokenError> {
     if d.status != DelegationStatus::Active {
-        return Err(TokenError::new(Code::InvalidGrant, "the delegation has been revoked"));
+        return Err(TokenError::new(
+            Code::InvalidGrant,
+            "the delegation has been revoked",
+        ));
     }
     if d.expires_at <= state.now() {
-        return Err(TokenError::new(Code::InvalidGrant, "the delegation has expired"));
+        return Err(TokenError::new(
+            Code::InvalidGrant,
+            "the delegation has expired",
+        ));
     }
     Ok(())
 }
 
 /// DESIGN §4 grant 3: the agent acts under exactly one of its active mandates; with
 /// `authorization_details` or `resource`, under the one that covers them.
-async fn covering_mandate(state: &AppState, agent: &Agent, form: &Form) -> Result<Delegation, TokenError> {
-    let mandates = state.store.active_mandates(&agent.tenant, &agent.id, state.now()).await?;
-    let filtered: Vec<Delegation> = if form.get("authorization_details").is_some() || !form.all("resource").is_empty() {
-        mandates.into_iter().filter(|m| narrow(state, m, form).is_ok()).collect()
-    } else {
-        mandates
-    };
+async fn covering_mandate(
+    state: &AppState,
+    agent: &Agent,
+    form: &Form,
+) -> Result<Delegation, TokenError> {
+    let mandates = state
+        .store
+        .active_mandates(&agent.tenant, &agent.id, state.now())
+        .await?;
+    let filtered: Vec<Delegation> =
+        if form.get("authorization_details").is_some() || !form.all("resource").is_empty() {
+            mandates
+                .into_iter()
+                .filter(|m| narrow(state, m, form).is_ok())
+                .collect()
+        } else {
+            mandates
+        };
     match filtered.len() {
-        0 => Err(TokenError::new(Code::InvalidGrant, "no active mandate of this agent covers the request")),
-        1 => Ok(filtered.into_iter().next().ok_or_else(|| TokenError::new(Code::ServerError, "unreachable"))?),
+        0 => Err(TokenError::new(
+            Code::InvalidGrant,
+            "no active mandate of this agent covers the request",
+        )),
+        1 => Ok(filtered
+            .into_iter()
+            .next()
+            .ok_or_else(|| TokenError::new(Code::ServerError, "unreachable"))?),
         n => Err(bad(format!(
             "{n} active mandates match; choose one with `authorization_details` or `resource`, or redeem a mandate by token exchange"
         ))),
@@ -412,7 +601,11 @@ async fn covering_mandate(state: &AppState, agent: &Agent, form: &Form) -> Resul
 /// Applies the optional narrowing of the request: `authorization_details` must be ⊑ the
 /// delegation (else `invalid_scope`, never a clamp); each `resource` must be a location the
 /// scope grants (else `invalid_target`). Returns the token's scope and audience.
-fn narrow(state: &AppState, d: &Delegation, form: &Form) -> Result<(Scope, Vec<String>), TokenError> {
+fn narrow(
+    state: &AppState,
+    d: &Delegation,
+    form: &Form,
+) -> Result<(Scope, Vec<String>), TokenError> {
     let granted: Scope = serde_json::from_value(d.scope.clone())
         .map_err(|_| TokenError::new(Code::ServerError, "stored scope is unreadable"))?;
     let scope = match form.get("authorization_details") {
@@ -420,11 +613,15 @@ fn narrow(state: &AppState, d: &Delegation, form: &Form) -> Result<(Scope, Vec<S
         Some(text) => {
             let v = mandate_core::json::parse_strict(text.as_bytes(), 16)
                 .map_err(|e| bad(format!("`authorization_details`: {e}")))?;
-            let requested = Scope::parse(&v, &state.limits)
-                .map_err(|e| TokenError::new(Code::InvalidScope, format!("`authorization_details`: {e}")))?;
-            granted
-                .narrow(requested)
-                .map_err(|e| TokenError::new(Code::InvalidScope, format!("wider than the delegation: {e}")))?
+            let requested = Scope::parse(&v, &state.limits).map_err(|e| {
+                TokenError::new(Code::InvalidScope, format!("`authorization_details`: {e}"))
+            })?;
+            granted.narrow(requested).map_err(|e| {
+                TokenError::new(
+                    Code::InvalidScope,
+                    format!("wider than the delegation: {e}"),
+                )
+            })?
         }
     };
     let locations = scope_locations(&scope);
@@ -451,7 +648,10 @@ fn narrow(state: &AppState, d: &Delegation, form: &Form) -> Result<(Scope, Vec<S
             if !ok {
                 return Err(TokenError::new(
                     Code::InvalidTarget,
-                    format!("`resource` `{}` is not granted by the delegation", loc.as_str()),
+                    format!(
+                        "`resource` `{}` is not granted by the delegation",
+                        loc.as_str()
+                    ),
                 ));
             }
             if !out.iter().any(|x: &String| x == loc.as_str()) {
@@ -501,15 +701,31 @@ fn actor_claim(state: &AppState, chain: &[Delegation]) -> Value {
     let mut act = Value::Null;
     for d in chain {
         let sub = state.trust_domain.agent_spiffe_id(&d.delegate);
-        act = if act.is_null() { json!({"sub": sub}) } else { json!({"sub": sub, "act": act}) };
+        act = if act.is_null() {
+            json!({"sub": sub})
+        } else {
+            json!({"sub": sub, "act": act})
+        };
     }
     act
 }
 
-fn agent_event(agent: &Agent, kind: EventKind, d: Option<&Delegation>, human: Option<&str>, decision: Outcome, reasons: Vec<String>, token: Option<String>) -> Event {
+fn agent_event(
+    agent: &Agent,
+    kind: EventKind,
+    d: Option<&Delegation>,
+    human: Option<&str>,
+    decision: Outcome,
+    reasons: Vec<String>,
+    token: Option<String>,
+) -> Event {
     Event {
         kind,
-        actor: Actor { agent: Some(agent.id.to_string()), chain: vec![], human: None },
+        actor: Actor {
+            agent: Some(agent.id.to_string()),
+            chain: vec![],
+            human: None,
+        },
         on_behalf_of: human.map(str::to_owned),
         delegation: d.map(|d| d.id.to_string()),
         token,
@@ -524,7 +740,11 @@ fn agent_event(agent: &Agent, kind: EventKind, d: Option<&Delegation>, human: Op
 fn gate_event(gate: &Gate, kind: EventKind, reasons: Vec<String>) -> Event {
     Event {
         kind,
-        actor: Actor { agent: None, chain: vec![gate.id.to_string()], human: None },
+        actor: Actor {
+            agent: None,
+            chain: vec![gate.id.to_string()],
+            human: None,
+        },
         on_behalf_of: None,
         delegation: None,
         token: None,
@@ -542,7 +762,11 @@ fn verify_access_token(state: &AppState, token: &str) -> Option<AccessTokenClaim
     let unverified = Unverified::parse(token, &JoseLimits::default()).ok()?;
     let key = state.keys.find(unverified.kid()?)?;
     let verified = unverified.verify(JwtKind::AccessToken, key.public()).ok()?;
-    AccessTokenClaims::from_verified(&verified, &AccessTokenExpectation::new(&state.issuer, None, state.now() / 1000)).ok()
+    AccessTokenClaims::from_verified(
+        &verified,
+        &AccessTokenExpectation::new(&state.issuer, None, state.now() / 1000),
+    )
+    .ok()
 }
 
 /// Whether a stored token is usable now: token active and unexpired, every delegation of its
@@ -572,31 +796,53 @@ fn inactive() -> Response {
 
 fn no_store(body: Value) -> Response {
     let mut resp = axum::Json(body).into_response();
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 
 /// `POST /oauth2/introspect` (RFC 7662) for authenticated gates: the claims and the chain, or
 /// exactly `{"active": false}` for anything invalid, unknown, expired, revoked or foreign.
-pub async fn introspect(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let result: Result<Response, TokenError> = async {
         let form = Form::parse(&headers, &body)?;
         let auth = authenticate(&state, &headers, &form).await?;
         let Client::Gate(gate) = &auth.client else {
-            return Err(TokenError::new(Code::UnauthorizedClient, "only gates may introspect tokens"));
+            return Err(TokenError::new(
+                Code::UnauthorizedClient,
+                "only gates may introspect tokens",
+            ));
         };
         // The assertion is single-use here too.
         state
             .store
-            .commit(Mutation::TokenRequest { jtis: auth.jtis.clone(), issue: None, now: state.now(), seen: None }, vec![])
+            .commit(
+                Mutation::TokenRequest {
+                    jtis: auth.jtis.clone(),
+                    issue: None,
+                    now: state.now(),
+                    seen: None,
+                },
+                vec![],
+            )
             .await
             .map_err(|e| match e {
                 StoreError::Conflict(m) => conflict_error(&m),
                 other => other.into(),
             })?;
-        let token = form.get("token").ok_or_else(|| bad("`token` is required"))?;
-        let Some(claims) = verify_access_token(&state, token) else { return Ok(inactive()) };
-        let Some(view) = state.store.token(&claims.jti).await? else { return Ok(inactive()) };
+        let token = form
+            .get("token")
+            .ok_or_else(|| bad("`token` is required"))?;
+        let Some(claims) = verify_access_token(&state, token) else {
+            return Ok(inactive());
+        };
+        let Some(view) = state.store.token(&claims.jti).await? else {
+            return Ok(inactive());
+        };
         if view.token.tenant != gate.tenant || !is_active(&state, &view).await? {
             return Ok(inactive());
         }
@@ -621,18 +867,45 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Byt
     let result: Result<Response, TokenError> = async {
         let form = Form::parse(&headers, &body)?;
         let auth = authenticate(&state, &headers, &form).await?;
-        let token = form.get("token").ok_or_else(|| bad("`token` is required"))?;
+        let token = form
+            .get("token")
+            .ok_or_else(|| bad("`token` is required"))?;
         let target = verify_access_token(&state, token);
         let (tenant, mutation, event) = match (&auth.client, target) {
             (Client::Agent(agent), Some(claims)) if claims.client_id == agent.id.as_str() => {
-                let ev = agent_event(agent, EventKind::TokenRevoked, None, Some(&claims.sub), Outcome::Allow, vec!["revoked by its holder".into()], Some(claims.jti.clone()));
+                let ev = agent_event(
+                    agent,
+                    EventKind::TokenRevoked,
+                    None,
+                    Some(&claims.sub),
+                    Outcome::Allow,
+                    vec!["revoked by its holder".into()],
+                    Some(claims.jti.clone()),
+                );
                 let mut ev = ev;
                 ev.delegation = Some(claims.del.clone());
                 ev.action = Some("revoke".into());
                 ev.resource = Some("oauth2/revoke".into());
-                (Some(agent.tenant.clone()), Mutation::RevokeToken { tenant: agent.tenant.clone(), jti: claims.jti.clone(), at: state.now() }, Some(ev))
+                (
+                    Some(agent.tenant.clone()),
+                    Mutation::RevokeToken {
+                        tenant: agent.tenant.clone(),
+                        jti: claims.jti.clone(),
+                        at: state.now(),
+                    },
+                    Some(ev),
+                )
             }
-            _ => (None, Mutation::TokenRequest { jtis: vec![], issue: None, now: state.now(), seen: None }, None),
+            _ => (
+                None,
+                Mutation::TokenRequest {
+                    jtis: vec![],
+                    issue: None,
+                    now: state.now(),
+                    seen: None,
+                },
+                None,
+            ),
         };
         let mut m = mutation;
         let receipts = match (tenant, event) {
@@ -642,7 +915,15 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Byt
         // Consume the assertion in the same commit as the revocation.
         state
             .store
-            .commit(Mutation::TokenRequest { jtis: auth.jtis.clone(), issue: None, now: state.now(), seen: None }, vec![])
+            .commit(
+                Mutation::TokenRequest {
+                    jtis: auth.jtis.clone(),
+                    issue: None,
+                    now: state.now(),
+                    seen: None,
+                },
+                vec![],
+            )
             .await
             .map_err(|e| match e {
                 StoreError::Conflict(msg) => conflict_error(&msg),
@@ -658,7 +939,8 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Byt
     match result {
         Ok(_) => {
             let mut r = axum::http::StatusCode::OK.into_response();
-            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
         }
         Err(e) => e.into_response(),

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 pub const ADMIN_KEY: &str = "mnd_test_bootstrap_key_0123456789abcdef";
 
 pub struct Server {
+    pub clock: std::sync::Arc<mandate_core::clock::FixedClock>,
     pub running: RunningServer,
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
@@ -18,8 +19,15 @@ pub async fn start() -> Server {
     let mut config = ServerConfig::new(dir.path().join("data"));
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.bootstrap_key = Some(ADMIN_KEY.into());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let clock = std::sync::Arc::new(mandate_core::clock::FixedClock::new(now));
+    config.clock = Some(clock.clone());
     let running = mandate_server::start(config).await.expect("start");
     Server {
+        clock,
         running,
         dir,
         http: reqwest::Client::new(),

@@ -12,3 +12,4 @@ mod bad_input;
 mod harness;
 mod isolation;
 mod public;
+mod tokens;

@@ -179,7 +179,10 @@ fn consume_jti(c: &Connection, j: &JtiUse) -> Result<(), StoreError> {
 fn issue_token(c: &Connection, t: &TokenRecord, now: i64) -> Result<(), StoreError> {
     let agent = existing_agent(c, &t.tenant, &t.agent)?;
     if agent.status != AgentStatus::Active {
-        return Err(StoreError::Conflict(format!("agent `{}` is not active", t.agent)));
+        return Err(StoreError::Conflict(format!(
+            "agent `{}` is not active",
+            t.agent
+        )));
     }
     for d in read::chain(c, &t.tenant, &t.delegation)? {
         if d.status != DelegationStatus::Active || d.expires_at <= now {
@@ -219,7 +222,9 @@ fn revoke_delegation(
     let d = read::delegation(c, tenant, id)?
         .ok_or_else(|| StoreError::NotFound(format!("delegation `{id}`")))?;
     if d.status == DelegationStatus::Revoked {
-        return Err(StoreError::Conflict(format!("delegation `{id}` is already revoked")));
+        return Err(StoreError::Conflict(format!(
+            "delegation `{id}` is already revoked"
+        )));
     }
     const SUBTREE: &str = "WITH RECURSIVE sub(id) AS (SELECT ?2 UNION ALL \
                            SELECT d.id FROM delegations d JOIN sub ON d.parent = sub.id)";

@@ -201,7 +201,9 @@ impl Store for SqliteStore {
         id: &DelegationId,
     ) -> Result<Option<Delegation>, StoreError> {
         let (t, id) = (tenant.clone(), id.clone());
-        self.readers.run(move |c| read::delegation(c, &t, &id)).await
+        self.readers
+            .run(move |c| read::delegation(c, &t, &id))
+            .await
     }
 
     async fn delegation_chain(
@@ -236,7 +238,9 @@ impl Store for SqliteStore {
         id: &AgentId,
     ) -> Result<Option<AgentStatus>, StoreError> {
         let (t, id) = (tenant.clone(), id.clone());
-        self.readers.run(move |c| read::agent_status(c, &t, &id)).await
+        self.readers
+            .run(move |c| read::agent_status(c, &t, &id))
+            .await
     }
 
     async fn human_keys(

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::{Head, unavailable};
 use crate::{
     Agent, AgentFilter, Client, Delegation, Delegator, Gate, Human, HumanStatus, KeyRecord,
-    KeyStatus, Page, Principal, StoreError, TokenRecord, TokenView, StoredReceipt, Tenant,
+    KeyStatus, Page, Principal, StoreError, StoredReceipt, Tenant, TokenRecord, TokenView,
 };
 
 pub(crate) fn is_empty(c: &Connection) -> Result<bool, StoreError> {
@@ -425,8 +425,12 @@ fn delegation_row(r: &Row<'_>) -> Result<Delegation, StoreError> {
         parent: parent.as_deref().map(did).transpose()?,
         root: did(&root)?,
         delegator: match kind.as_str() {
-            "human" => Delegator::Human(HumanId::parse(&delegator).map_err(|_| corrupt("delegator"))?),
-            "agent" => Delegator::Agent(AgentId::parse(&delegator).map_err(|_| corrupt("delegator"))?),
+            "human" => {
+                Delegator::Human(HumanId::parse(&delegator).map_err(|_| corrupt("delegator"))?)
+            }
+            "agent" => {
+                Delegator::Agent(AgentId::parse(&delegator).map_err(|_| corrupt("delegator"))?)
+            }
             _ => return Err(corrupt("delegator kind")),
         },
         delegate: AgentId::parse(&delegate).map_err(|_| corrupt("delegate"))?,
@@ -512,7 +516,11 @@ pub(crate) fn active_mandates(
 pub(crate) fn client(c: &Connection, id: &str) -> Result<Option<Client>, StoreError> {
     if let Ok(aid) = AgentId::parse(id) {
         let tenant: Option<String> = c
-            .query_row("SELECT tenant FROM agents WHERE id = ?1", params![aid.as_str()], |r| r.get(0))
+            .query_row(
+                "SELECT tenant FROM agents WHERE id = ?1",
+                params![aid.as_str()],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(unavailable)?;
         let Some(t) = tenant else { return Ok(None) };
@@ -521,7 +529,11 @@ pub(crate) fn client(c: &Connection, id: &str) -> Result<Option<Client>, StoreEr
     }
     if let Ok(gid) = GateId::parse(id) {
         let tenant: Option<String> = c
-            .query_row("SELECT tenant FROM gates WHERE id = ?1", params![gid.as_str()], |r| r.get(0))
+            .query_row(
+                "SELECT tenant FROM gates WHERE id = ?1",
+                params![gid.as_str()],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(unavailable)?;
         let Some(t) = tenant else { return Ok(None) };
@@ -538,7 +550,17 @@ pub(crate) fn token_view(c: &Connection, jti: &str) -> Result<Option<TokenView>,
             "SELECT tenant, delegation, agent, jkt, issued_at, expires_at, status FROM tokens \
              WHERE jti = ?1",
             params![jti],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            },
         )
         .optional()
         .map_err(unavailable)?;

@@ -6,7 +6,8 @@ use super::unavailable;
 use crate::StoreError;
 
 /// Migration `i` brings the schema from version `i` to `i + 1`. Never edit a released entry.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE tenants (
     id          TEXT PRIMARY KEY,
     name        TEXT NOT NULL UNIQUE,
@@ -75,7 +76,8 @@ CREATE TABLE receipts (
     at          INTEGER NOT NULL,
     PRIMARY KEY (tenant, seq)
 );
-"#, r#"
+"#,
+    r#"
 CREATE TABLE delegations (
     id              TEXT PRIMARY KEY,
     tenant          TEXT NOT NULL REFERENCES tenants(id),
@@ -119,7 +121,8 @@ CREATE TABLE used_jtis (
     PRIMARY KEY (kind, scope, jti)
 ) WITHOUT ROWID;
 CREATE INDEX used_jtis_by_expiry ON used_jtis (expires_at);
-"#];
+"#,
+];
 
 /// Brings the database to the newest schema.
 pub(crate) fn migrate(conn: &Connection) -> Result<(), StoreError> {
