@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, anyhow};
 use clap::Args;
+use mandate_core::jose::Algorithm;
 use serde::Deserialize;
 
 /// Config file read when neither `--config` nor `MANDATE_CONFIG` names one, if it exists.
@@ -38,6 +39,10 @@ pub(crate) struct ServeArgs {
     /// SPIFFE trust domain of agent ids [env: MANDATE_TRUST_DOMAIN]
     #[arg(long, value_name = "TD")]
     trust_domain: Option<String>,
+    /// JOSE name of the server's Ed25519 signatures: `EdDSA` or `Ed25519` (RFC 9864)
+    /// [env: MANDATE_SIGNING_ALG] [default: EdDSA]
+    #[arg(long, value_name = "ALG")]
+    signing_alg: Option<String>,
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
@@ -53,6 +58,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         trust_domain: settings.trust_domain,
         // Only from the environment: a flag would leave the key in shell history and `ps`.
         bootstrap_key: env("MANDATE_BOOTSTRAP_KEY"),
+        signing_alg: settings.signing_alg,
         clock: None,
     };
     mandate_server::serve(config, shutdown_signal())
@@ -68,6 +74,7 @@ struct Settings {
     database_url: Option<String>,
     issuer: Option<String>,
     trust_domain: Option<String>,
+    signing_alg: Algorithm,
 }
 
 /// One source of settings; also the schema of the config file.
@@ -79,6 +86,7 @@ struct Layer {
     database_url: Option<String>,
     issuer: Option<String>,
     trust_domain: Option<String>,
+    signing_alg: Option<String>,
 }
 
 /// Merges flags > environment > config file > defaults.
@@ -93,6 +101,7 @@ fn resolve(
         database_url: args.database_url.clone(),
         issuer: args.issuer.clone(),
         trust_domain: args.trust_domain.clone(),
+        signing_alg: args.signing_alg.clone(),
     };
     let environment = Layer {
         listen: env("MANDATE_LISTEN"),
@@ -100,6 +109,7 @@ fn resolve(
         database_url: env("MANDATE_DATABASE_URL"),
         issuer: env("MANDATE_ISSUER"),
         trust_domain: env("MANDATE_TRUST_DOMAIN"),
+        signing_alg: env("MANDATE_SIGNING_ALG"),
     };
     let file = match args
         .config
@@ -115,8 +125,14 @@ fn resolve(
     let listen = listen.parse().map_err(|_| {
         anyhow!("invalid listen address `{listen}`: expected IP:PORT such as `{DEFAULT_LISTEN}`")
     })?;
+    let signing_alg = match merged.signing_alg.as_deref() {
+        None => Algorithm::EdDSA,
+        Some(name) => Algorithm::from_header(name)
+            .ok_or_else(|| anyhow!("invalid signing algorithm `{name}`: use `EdDSA` or `Ed25519`"))?,
+    };
     Ok(Settings {
         listen,
+        signing_alg,
         data_dir: merged.data.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA)),
         database_url: merged.database_url,
         issuer: merged.issuer,
@@ -133,6 +149,7 @@ impl Layer {
             database_url: self.database_url.or(lower.database_url),
             issuer: self.issuer.or(lower.issuer),
             trust_domain: self.trust_domain.or(lower.trust_domain),
+            signing_alg: self.signing_alg.or(lower.signing_alg),
         }
     }
 }
@@ -222,6 +239,7 @@ mod tests {
             Settings {
                 listen: "127.0.0.1:8080".parse().unwrap(),
                 data_dir: PathBuf::from("./mandate-data"),
+                signing_alg: Algorithm::EdDSA,
                 database_url: None,
                 issuer: None,
                 trust_domain: None,

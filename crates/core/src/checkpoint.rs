@@ -593,3 +593,45 @@ fn parse_size(line: &str) -> Result<u64, CheckpointError> {
     line.parse()
         .map_err(|_| Malformed("the tree size does not fit in 64 bits"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_different_trusted_keys_under_one_name_and_id_are_refused() {
+        let signer = NoteSigner::new("log", SigningKey::from_bytes(&[1u8; 32])).unwrap();
+        // A 32-bit key id collision, which the public constructors cannot build.
+        let twin = NoteVerifier {
+            name: "log".to_owned(),
+            key_id: signer.key_id(),
+            key: SigningKey::from_bytes(&[2u8; 32]).verifying_key(),
+        };
+        let note = signer.sign("text\n").unwrap();
+        assert_eq!(
+            open_note(note.as_bytes(), &[signer.verifier(), twin]),
+            Err(CheckpointError::AmbiguousKey {
+                name: "log".to_owned(),
+                key_id: signer.key_id()
+            })
+        );
+        assert!(open_note(note.as_bytes(), &[signer.verifier(), signer.verifier()]).is_ok());
+    }
+
+    #[test]
+    fn weak_keys_are_refused() {
+        // The identity point: small order, accepts forged signatures under cofactored checks.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let key = VerifyingKey::from_bytes(&identity).unwrap();
+        assert_eq!(NoteVerifier::new("log", key), Err(CheckpointError::WeakKey));
+        let mut typed = vec![ED25519_TYPE];
+        typed.extend_from_slice(&identity);
+        let vkey = format!(
+            "log+{:08x}+{}",
+            key_id_of_typed_key("log", &typed),
+            Base64::encode_string(&typed)
+        );
+        assert_eq!(NoteVerifier::parse(&vkey), Err(CheckpointError::WeakKey));
+    }
+}

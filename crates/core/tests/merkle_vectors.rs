@@ -12,6 +12,12 @@
 //!
 //! Provenance of every file: `testdata/vectors/merkle/SOURCE.md`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers outside #[test] functions: a failed unwrap is a failed test"
+)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -351,6 +357,12 @@ fn edge_cases_of_the_consistency_verifier() {
         verify_consistency(3, 5, &r3, &r5, &[]),
         Err(MerkleError::ProofLength)
     );
+    // Documented on verify_inclusion: a root alone does not fix the size. Leaf 0's proof in the
+    // tree of 3 leaves also passes as a proof in a tree of 4 leaves with the same root.
+    let (leaves, small) = tree_of(3, 2);
+    let proof = small.inclusion_proof(0, 3).unwrap();
+    let r3 = small.root().unwrap();
+    verify_inclusion(0, 4, &leaves[0], &proof, &r3).unwrap();
     assert_eq!(
         verify_inclusion(0, 0, &some, &[], &EMPTY_ROOT),
         Err(MerkleError::IndexOutOfRange { index: 0, size: 0 })

@@ -1,12 +1,17 @@
-//! The server's Ed25519 signing key: generated on first start, kept in a 0600 file, never
-//! logged. Published (public part only) at `/jwks.json`.
+//! The server's Ed25519 signing keys: generated on first start, kept in a 0600 file, never
+//! logged, rotated on demand. Published (public parts only) at `/jwks.json`: the current key
+//! (signs), the next key (published ahead so verifiers cache it before it signs), and retiring
+//! keys (still verify what they signed until that can no longer be valid).
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use ed25519_dalek::SigningKey;
 use mandate_core::encoding::{b64url, b64url_decode};
 use mandate_core::jwk::PublicJwk;
+use mandate_core::jose::Algorithm;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
@@ -25,37 +30,6 @@ impl std::fmt::Debug for ServerKey {
 }
 
 impl ServerKey {
-    /// Loads the key from `path`, or generates and writes it (mode 0600) if absent.
-    pub fn load_or_create(path: &Path) -> Result<Self, ServerError> {
-        let err = |what: &str| ServerError::new(format!("{what} `{}`", path.display()));
-        if path.exists() {
-            let text = Zeroizing::new(
-                std::fs::read_to_string(path).map_err(|_| err("cannot read the signing key"))?,
-            );
-            let seed = b64url_decode(text.trim()).ok_or_else(|| err("malformed signing key"))?;
-            let seed: Zeroizing<[u8; 32]> =
-                Zeroizing::new(seed.try_into().map_err(|_| err("malformed signing key"))?);
-            return Ok(Self::from_seed(&seed));
-        }
-        let mut seed = Zeroizing::new([0u8; 32]);
-        getrandom::fill(seed.as_mut())
-            .map_err(|_| err("no random source to create the signing key"))?;
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut file = opts
-            .open(path)
-            .map_err(|_| err("cannot create the signing key"))?;
-        file.write_all(format!("{}\n", b64url(seed.as_ref())).as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(|_| err("cannot write the signing key"))?;
-        Ok(Self::from_seed(&seed))
-    }
-
     /// A key from a 32-byte seed.
     pub fn from_seed(seed: &[u8; 32]) -> Self {
         Self {
@@ -69,15 +43,20 @@ impl ServerKey {
         self.public.thumbprint()
     }
 
-    /// The public JWK as published in the JWKS.
-    pub fn jwk(&self) -> Value {
+    /// The public JWK as published in the JWKS, with the `alg` the server signs under.
+    pub fn jwk(&self, alg: Algorithm) -> Value {
         let mut v = self.public.to_json();
         if let Some(o) = v.as_object_mut() {
             o.insert("kid".into(), json!(self.kid()));
             o.insert("use".into(), json!("sig"));
-            o.insert("alg".into(), json!("EdDSA"));
+            o.insert("alg".into(), json!(alg.as_str()));
         }
         v
+    }
+
+    /// The public key.
+    pub fn public(&self) -> &PublicJwk {
+        &self.public
     }
 
     /// The signing key (for token issuance).
@@ -86,44 +65,200 @@ impl ServerKey {
     }
 }
 
-/// The server's signing keys: the current one signs; every one is published and verifies.
-///
-/// Rotation (next/retiring) builds on this set; for now it holds the current key.
-#[derive(Debug)]
+
+/// The key ring as stored (seeds, base64url). Written atomically, mode 0600.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RingFile {
+    current: String,
+    next: String,
+    retiring: Vec<RetiringFile>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetiringFile {
+    seed: String,
+    /// Unix ms after which the key verifies nothing.
+    until: i64,
+}
+
+struct Ring {
+    current: Arc<ServerKey>,
+    next: Arc<ServerKey>,
+    retiring: Vec<(Arc<ServerKey>, i64)>,
+    seeds: RingFile,
+}
+
+/// The server's signing keys.
 pub struct KeyRing {
-    current: ServerKey,
+    path: PathBuf,
+    alg: Algorithm,
+    ring: RwLock<Ring>,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRing").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+/// What a rotation did.
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    /// The key that signs from now on.
+    pub current: String,
+    /// The key published to sign next.
+    pub next: String,
+    /// The key that stopped signing, and until when (unix ms) it still verifies.
+    pub retiring: (String, i64),
 }
 
 impl KeyRing {
-    /// A ring with one key.
-    pub fn new(current: ServerKey) -> Self {
-        Self { current }
+    /// Loads `<dir>/signing-keys.json`, or creates it with a fresh current and next key.
+    pub fn load_or_create(dir: &Path, alg: Algorithm) -> Result<Self, ServerError> {
+        let path = dir.join("signing-keys.json");
+        let err = |what: &str| ServerError::new(format!("{what} `{}`", path.display()));
+        let seeds: RingFile = if path.exists() {
+            let text = Zeroizing::new(
+                std::fs::read_to_string(&path).map_err(|_| err("cannot read the signing keys"))?,
+            );
+            serde_json::from_str(&text).map_err(|_| err("malformed signing keys"))?
+        } else {
+            let file = RingFile {
+                current: b64url(fresh_seed()?.as_ref()),
+                next: b64url(fresh_seed()?.as_ref()),
+                retiring: vec![],
+            };
+            write_private(&path, &file)?;
+            file
+        };
+        let ring = Ring::from_file(seeds).map_err(|()| err("malformed signing keys"))?;
+        Ok(Self {
+            path,
+            alg,
+            ring: RwLock::new(ring),
+        })
     }
 
-    /// The signing key.
-    pub fn current(&self) -> &ServerKey {
-        &self.current
+    /// The key that signs.
+    pub fn current(&self) -> Arc<ServerKey> {
+        match self.ring.read() {
+            Ok(r) => Arc::clone(&r.current),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner().current),
+        }
     }
 
-    /// Every key that verifies (current, next, retiring).
-    pub fn verifying(&self) -> impl Iterator<Item = &ServerKey> {
-        std::iter::once(&self.current)
+    /// The key `kid` if it may verify at `now`: current, next, or retiring and not yet past.
+    pub fn find(&self, kid: &str, now: i64) -> Option<Arc<ServerKey>> {
+        let r = self.ring.read().ok()?;
+        std::iter::once(&r.current)
+            .chain(std::iter::once(&r.next))
+            .chain(r.retiring.iter().filter(|(_, until)| *until > now).map(|(k, _)| k))
+            .find(|k| k.kid() == kid)
+            .cloned()
     }
 
-    /// The published JWK of `kid`, if it is ours.
-    pub fn find(&self, kid: &str) -> Option<&ServerKey> {
-        self.verifying().find(|k| k.kid() == kid)
+    /// The JWKS document: current, next, then retiring keys still in their window.
+    pub fn jwks(&self, now: i64) -> Value {
+        let Ok(r) = self.ring.read() else {
+            return json!({"keys": []});
+        };
+        let keys: Vec<Value> = std::iter::once(&r.current)
+            .chain(std::iter::once(&r.next))
+            .chain(r.retiring.iter().filter(|(_, until)| *until > now).map(|(k, _)| k))
+            .map(|k| k.jwk(self.alg))
+            .collect();
+        json!({"keys": keys})
     }
 
-    /// The JWKS document.
-    pub fn jwks(&self) -> Value {
-        json!({"keys": self.verifying().map(ServerKey::jwk).collect::<Vec<_>>()})
+    /// Rotates: next becomes current, a fresh key becomes next, and the old current retires —
+    /// still verifying until `now + retire_after_ms`. Persisted before it takes effect.
+    pub fn rotate(&self, now: i64, retire_after_ms: i64) -> Result<Rotation, ServerError> {
+        let mut r = self
+            .ring
+            .write()
+            .map_err(|_| ServerError::new("the key ring is unavailable"))?;
+        let until = now.saturating_add(retire_after_ms);
+        let mut retiring: Vec<RetiringFile> = r
+            .seeds
+            .retiring
+            .iter()
+            .filter(|x| x.until > now)
+            .map(|x| RetiringFile { seed: x.seed.clone(), until: x.until })
+            .collect();
+        retiring.push(RetiringFile { seed: r.seeds.current.clone(), until });
+        let file = RingFile {
+            current: r.seeds.next.clone(),
+            next: b64url(fresh_seed()?.as_ref()),
+            retiring,
+        };
+        write_private(&self.path, &file)?;
+        let old = r.current.kid();
+        *r = Ring::from_file(file).map_err(|()| ServerError::new("rotation produced a bad ring"))?;
+        Ok(Rotation {
+            current: r.current.kid(),
+            next: r.next.kid(),
+            retiring: (old, until),
+        })
+    }
+
+    /// The signing algorithm name.
+    pub fn alg(&self) -> Algorithm {
+        self.alg
     }
 }
 
-impl ServerKey {
-    /// The public key.
-    pub fn public(&self) -> &PublicJwk {
-        &self.public
+impl Ring {
+    fn from_file(seeds: RingFile) -> Result<Self, ()> {
+        let key = |s: &str| -> Result<Arc<ServerKey>, ()> {
+            let raw = Zeroizing::new(b64url_decode(s).ok_or(())?);
+            let seed: [u8; 32] = raw.as_slice().try_into().map_err(|_| ())?;
+            let seed = Zeroizing::new(seed);
+            Ok(Arc::new(ServerKey::from_seed(&seed)))
+        };
+        Ok(Self {
+            current: key(&seeds.current)?,
+            next: key(&seeds.next)?,
+            retiring: seeds
+                .retiring
+                .iter()
+                .map(|r| Ok((key(&r.seed)?, r.until)))
+                .collect::<Result<_, ()>>()?,
+            seeds,
+        })
     }
+}
+
+fn fresh_seed() -> Result<Zeroizing<[u8; 32]>, ServerError> {
+    let mut seed = Zeroizing::new([0u8; 32]);
+    getrandom::fill(seed.as_mut())
+        .map_err(|_| ServerError::new("no random source to create a signing key"))?;
+    Ok(seed)
+}
+
+/// Writes `file` to `path` atomically (temporary file, fsync, rename), mode 0600.
+fn write_private(path: &Path, file: &RingFile) -> Result<(), ServerError> {
+    let err = |what: &str| ServerError::new(format!("{what} `{}`", path.display()));
+    let text = Zeroizing::new(serde_json::to_string(file).map_err(|_| err("cannot encode"))?);
+    let tmp = path.with_extension("json.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp).map_err(|_| err("cannot create the signing keys"))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|_| err("cannot write the signing keys"))?;
+    std::fs::rename(&tmp, path).map_err(|_| err("cannot replace the signing keys"))?;
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
 }

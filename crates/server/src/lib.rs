@@ -33,7 +33,6 @@ use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
 use crate::error::{ApiError, ProblemKind};
-use crate::keys::ServerKey;
 use crate::routes::{agents, humans, ledger, mandates, oauth, public};
 pub use crate::state::AppState;
 
@@ -52,6 +51,8 @@ pub struct ServerConfig {
     pub trust_domain: Option<String>,
     /// Preset API key of the bootstrap admin (from `MANDATE_BOOTSTRAP_KEY`).
     pub bootstrap_key: Option<String>,
+    /// JOSE name for Ed25519 signatures: `EdDSA` (default) or `Ed25519` (RFC 9864).
+    pub signing_alg: mandate_core::jose::Algorithm,
     /// The clock (default: the wall clock). Tests pass a fixed clock.
     pub clock: Option<Arc<dyn Clock>>,
 }
@@ -66,6 +67,7 @@ impl ServerConfig {
             issuer: None,
             trust_domain: None,
             bootstrap_key: None,
+            signing_alg: mandate_core::jose::Algorithm::EdDSA,
             clock: None,
         }
     }
@@ -211,7 +213,7 @@ async fn open(
     let store = SqliteStore::open(SqliteOptions::new(&db_path), Arc::clone(&clock))
         .map_err(|e| ServerError::new(format!("cannot open `{}`: {e}", db_path.display())))?;
     let store: Arc<dyn Store> = Arc::new(store);
-    let key = ServerKey::load_or_create(&config.data_dir.join("signing-key"))?;
+    let keys = keys::KeyRing::load_or_create(&config.data_dir, config.signing_alg)?;
     let issuer = config
         .issuer
         .clone()
@@ -231,8 +233,11 @@ async fn open(
         clock,
         issuer: issuer.into(),
         trust_domain: Arc::new(trust_domain),
-        keys: Arc::new(keys::KeyRing::new(key)),
-        policy: Arc::new(state::Policy::default()),
+        keys: Arc::new(keys),
+        policy: Arc::new(state::Policy {
+            alg: config.signing_alg,
+            ..state::Policy::default()
+        }),
         limits: Arc::new(ScopeLimits::default()),
     };
     let generated = bootstrap(&state, config.bootstrap_key.as_deref()).await?;
@@ -370,6 +375,7 @@ pub fn router(state: AppState) -> Router {
             post(mandates::revoke_delegation),
         )
         .route("/v1/humans/{id}/keys", post(mandates::add_human_key))
+        .route("/v1/server/signing-keys/rotate", post(humans::rotate_signing_keys))
         .route("/oauth2/token", post(oauth::token))
         .route("/oauth2/introspect", post(oauth::introspect))
         .route("/oauth2/revoke", post(oauth::revoke))

@@ -71,6 +71,10 @@ pub struct Policy {
     pub token_lifetime_secs: i64,
     /// JOSE name under which Ed25519 signatures are emitted.
     pub alg: mandate_core::jose::Algorithm,
+    /// Default overlap of an agent key rotation, seconds (1 h).
+    pub key_overlap_secs: i64,
+    /// Longest overlap of an agent key rotation, seconds (7 days).
+    pub max_key_overlap_secs: i64,
 }
 
 impl Default for Policy {
@@ -80,6 +84,8 @@ impl Default for Policy {
             default_max_depth: 3,
             token_lifetime_secs: 300,
             alg: mandate_core::jose::Algorithm::EdDSA,
+            key_overlap_secs: 3600,
+            max_key_overlap_secs: 7 * 24 * 3600,
         }
     }
 }

@@ -49,6 +49,7 @@ pub fn key(k: &KeyRecord) -> Value {
     json!({
         "kid": k.kid, "jwk": k.jwk.to_json(), "status": k.status,
         "created_at": time(k.created_at), "retired_at": opt_time(k.retired_at),
+        "not_after": opt_time(k.not_after),
     })
 }
 

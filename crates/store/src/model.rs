@@ -93,9 +93,16 @@ pub struct KeyRecord {
     pub created_at: i64,
     /// Unix ms, when retired.
     pub retired_at: Option<i64>,
+    /// Unix ms after which the key no longer authenticates (end of a rotation overlap).
+    pub not_after: Option<i64>,
 }
 
 impl KeyRecord {
+    /// Whether the key authenticates at `now`.
+    pub fn usable(&self, now: i64) -> bool {
+        self.status == KeyStatus::Active && self.not_after.is_none_or(|t| t > now)
+    }
+
     /// A new active key.
     pub fn new(jwk: PublicJwk, now: i64) -> Self {
         Self {
@@ -104,6 +111,7 @@ impl KeyRecord {
             status: KeyStatus::Active,
             created_at: now,
             retired_at: None,
+            not_after: None,
         }
     }
 }
@@ -265,6 +273,8 @@ pub enum Mutation {
         agent: AgentId,
         /// The key.
         key: KeyRecord,
+        /// Rotation: every other usable key stops authenticating at this time (unix ms).
+        retire_others_at: Option<i64>,
     },
     /// Retire an agent's key (never its last active one).
     RetireAgentKey {

@@ -1,3 +1,5 @@
+//! Unit tests: the generator against the RFC recursions, append rows, read sets, encodings.
+
 use sha2::{Digest, Sha256};
 
 use super::*;

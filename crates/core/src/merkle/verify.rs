@@ -7,6 +7,11 @@ use super::{EMPTY_ROOT, Hash, MerkleError, node_hash};
 
 /// Checks that `leaf_hash` is leaf number `index` of the tree of `size` leaves with root `root`.
 ///
+/// A root does not by itself fix the tree size: a proof for leaf `index` of a tree of `size`
+/// leaves can also pass, against the same root, for a neighbouring size whose paths have the
+/// same shape (leaf 0 of 3 leaves and of 4 leaves, for instance). Take `size` and `root`
+/// together from one signed checkpoint, never from separate sources.
+///
 /// RFC 9162 §2.1.3.2, "Verifying an Inclusion Proof": "When a client has received an inclusion
 /// proof (e.g., in a TransItem of type inclusion_proof_v2) and wishes to verify inclusion of an
 /// input hash for a given tree_size and root_hash, the following algorithm may be used to prove

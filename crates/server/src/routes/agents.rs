@@ -231,6 +231,10 @@ pub async fn transition_agent(
 #[serde(deny_unknown_fields)]
 pub struct NewKeyBody {
     jwk: Option<Value>,
+    /// Rotate: the agent's other keys stop authenticating after the overlap.
+    rotate: Option<bool>,
+    /// Overlap of a rotation, seconds (default and maximum from policy).
+    overlap_secs: Option<i64>,
 }
 
 /// `POST /v1/agents/{id}/keys`.
@@ -245,7 +249,22 @@ pub async fn add_key(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require_writer()?;
     let agent = load(&state, &caller, &id).await?;
-    let (key, private_jwk) = key_or_generate(body.jwk.as_ref(), state.now())?;
+    let now = state.now();
+    let retire_others_at = match (body.rotate.unwrap_or(false), body.overlap_secs) {
+        (false, Some(_)) => return Err(ApiError::bad_request("`overlap_secs` only applies with `rotate: true`")),
+        (false, None) => None,
+        (true, overlap) => {
+            let overlap = overlap.unwrap_or(state.policy.key_overlap_secs);
+            if !(0..=state.policy.max_key_overlap_secs).contains(&overlap) {
+                return Err(ApiError::unprocessable(format!(
+                    "`overlap_secs` must be between 0 and {}",
+                    state.policy.max_key_overlap_secs
+                )));
+            }
+            Some(now + overlap * 1000)
+        }
+    };
+    let (key, private_jwk) = key_or_generate(body.jwk.as_ref(), now)?;
     let ev = human_event(
         &caller,
         EventKind::AgentKeyAdded,
@@ -260,6 +279,7 @@ pub async fn add_key(
                 tenant: agent.tenant.clone(),
                 agent: agent.id.clone(),
                 key: key.clone(),
+                retire_others_at,
             },
             vec![(agent.tenant.clone(), ev)],
         )

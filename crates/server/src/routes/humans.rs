@@ -346,3 +346,30 @@ pub fn email(value: &str) -> Result<String, ApiError> {
         Err(ApiError::bad_request("`email` must be an email address"))
     }
 }
+
+/// `POST /v1/server/signing-keys/rotate`: operator owners only. The next key starts signing, a
+/// fresh next key is published, and the old key keeps verifying until everything it signed
+/// (delegation documents included) has expired.
+pub async fn rotate_signing_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+    StrictJson { value: EmptyBody {}, request_hash }: StrictJson<EmptyBody>,
+) -> Result<Json<Value>, ApiError> {
+    if !(caller.0.tenant.operator && caller.0.human.role == Role::Owner) {
+        return Err(ApiError::forbidden("only owners of the operator tenant may rotate the server's keys"));
+    }
+    let retire_after = (state.policy.max_mandate_secs + state.policy.token_lifetime_secs + 60) * 1000;
+    let now = state.now();
+    // Record first (fail closed), then rotate; a failed rotation leaves a receipt that says so.
+    let ev = human_event(&caller, EventKind::SigningKeyRotated, "rotate", "server/signing-keys".into(), request_hash, vec![format!("retiring {}", state.keys.current().kid())]);
+    state.commit(Mutation::Record, vec![(caller.0.tenant.id.clone(), ev)]).await?;
+    let r = state
+        .keys
+        .rotate(now, retire_after)
+        .map_err(|e| ApiError::new(crate::error::ProblemKind::Internal, e.to_string()))?;
+    Ok(Json(json!({
+        "current": r.current,
+        "next": r.next,
+        "retiring": {"kid": r.retiring.0, "until": views::time(r.retiring.1)},
+    })))
+}

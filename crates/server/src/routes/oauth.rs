@@ -19,7 +19,7 @@ use mandate_core::jose::{
 use mandate_core::receipt::{Actor, Event, EventKind, Outcome};
 use mandate_core::scope::{Location, Scope};
 use mandate_store::{
-    Agent, AgentStatus, Client, Delegation, DelegationStatus, Delegator, Gate, JtiUse, KeyStatus,
+    Agent, AgentStatus, Client, Delegation, DelegationStatus, Delegator, Gate, JtiUse,
     Mutation, StoreError, TokenRecord, TokenStatus, TokenView,
 };
 use serde_json::{Value, json};
@@ -150,7 +150,7 @@ async fn authenticate(
     let kid = unverified.kid().map(str::to_owned);
     let candidates: Vec<_> = keys
         .iter()
-        .filter(|k| k.status == KeyStatus::Active)
+        .filter(|k| k.usable(state.now()))
         .filter(|k| kid.as_deref().is_none_or(|kid| k.kid == kid))
         .collect();
     let mut verified: Option<Verified> = None;
@@ -515,7 +515,7 @@ async fn redeem(state: &AppState, agent: &Agent, form: &Form) -> Result<Delegati
         Unverified::parse(doc, &JoseLimits::default()).map_err(|e| invalid(&e.to_string()))?;
     let key = unverified
         .kid()
-        .and_then(|kid| state.keys.find(kid))
+        .and_then(|kid| state.keys.find(kid, state.now()))
         .ok_or_else(|| invalid("unknown signing key"))?;
     let verified = unverified
         .verify(JwtKind::Delegation, key.public())
@@ -760,7 +760,7 @@ fn gate_event(gate: &Gate, kind: EventKind, reasons: Vec<String>) -> Event {
 /// revocation state.
 fn verify_access_token(state: &AppState, token: &str) -> Option<AccessTokenClaims> {
     let unverified = Unverified::parse(token, &JoseLimits::default()).ok()?;
-    let key = state.keys.find(unverified.kid()?)?;
+    let key = state.keys.find(unverified.kid()?, state.now())?;
     let verified = unverified.verify(JwtKind::AccessToken, key.public()).ok()?;
     AccessTokenClaims::from_verified(
         &verified,

@@ -50,7 +50,7 @@ pub async fn metadata(State(state): State<AppState>) -> Response {
 
 /// `GET /jwks.json`: the server's public signing keys.
 pub async fn jwks(State(state): State<AppState>) -> Response {
-    cacheable(state.keys.jwks(), 60)
+    cacheable(state.keys.jwks(state.now()), 60)
 }
 
 /// `GET /v1/openapi.json`.

@@ -192,6 +192,8 @@ async fn gates_humans_lists_and_paging() {
     );
     let (owner, _) = s.human(ADMIN_KEY, "carol", "admin").await;
     for i in 0..5 {
+        // Ids order by creation millisecond.
+        s.clock.advance(1);
         s.agent(ADMIN_KEY, &owner, &format!("bot-{i}")).await;
     }
     let mut seen = Vec::new();

@@ -48,7 +48,7 @@ async fn discovery_and_jwks() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(s.dir.path().join("data/signing-key"))
+        let mode = std::fs::metadata(s.dir.path().join("data/signing-keys.json"))
             .unwrap()
             .permissions()
             .mode();

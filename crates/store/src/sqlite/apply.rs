@@ -39,7 +39,12 @@ pub(crate) fn apply(c: &Connection, mutation: Mutation) -> Result<AppliedValue, 
             Ok(AppliedValue::Agent(a))
         }
         Mutation::TransitionAgent { tenant, id, to } => transition_agent(c, &tenant, &id, to),
-        Mutation::AddAgentKey { tenant, agent, key } => {
+        Mutation::AddAgentKey {
+            tenant,
+            agent,
+            key,
+            retire_others_at,
+        } => {
             let a = existing_agent(c, &tenant, &agent)?;
             if a.status == AgentStatus::Revoked {
                 return Err(StoreError::Conflict(format!(
@@ -47,6 +52,14 @@ pub(crate) fn apply(c: &Connection, mutation: Mutation) -> Result<AppliedValue, 
                 )));
             }
             insert_key(c, &tenant, agent.as_str(), &key)?;
+            if let Some(at) = retire_others_at {
+                c.execute(
+                    "UPDATE keys SET not_after = ?4 WHERE tenant = ?1 AND owner = ?2 AND kid != ?3 \
+                     AND status = 'active' AND (not_after IS NULL OR not_after > ?4)",
+                    params![tenant.as_str(), agent.as_str(), key.kid, at],
+                )
+                .map_err(unavailable)?;
+            }
             Ok(AppliedValue::Key(key))
         }
         Mutation::RetireAgentKey {
@@ -390,8 +403,8 @@ fn insert_key(
     k: &KeyRecord,
 ) -> Result<(), StoreError> {
     c.prepare_cached(
-        "INSERT INTO keys (tenant, owner, kid, x, status, created_at, retired_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO keys (tenant, owner, kid, x, status, created_at, retired_at, not_after) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -401,7 +414,8 @@ fn insert_key(
             &k.jwk.bytes()[..],
             enum_to(k.status),
             k.created_at,
-            k.retired_at
+            k.retired_at,
+            k.not_after
         ])
     })
     .map_err(|e| {

@@ -246,7 +246,7 @@ pub(crate) fn agents(
 pub(crate) fn keys(c: &Connection, owner: &str) -> Result<Vec<KeyRecord>, StoreError> {
     let mut stmt = c
         .prepare_cached(
-            "SELECT kid, x, status, created_at, retired_at FROM keys WHERE owner = ?1 \
+            "SELECT kid, x, status, created_at, retired_at, not_after FROM keys WHERE owner = ?1 \
              ORDER BY created_at, kid",
         )
         .map_err(unavailable)?;
@@ -258,12 +258,13 @@ pub(crate) fn keys(c: &Connection, owner: &str) -> Result<Vec<KeyRecord>, StoreE
                 r.get::<_, String>(2)?,
                 r.get::<_, i64>(3)?,
                 r.get::<_, Option<i64>>(4)?,
+                r.get::<_, Option<i64>>(5)?,
             ))
         })
         .map_err(unavailable)?;
     let mut out = Vec::new();
     for row in rows {
-        let (kid, x, status, created_at, retired_at) = row.map_err(unavailable)?;
+        let (kid, x, status, created_at, retired_at, not_after) = row.map_err(unavailable)?;
         let bytes: [u8; 32] = x.try_into().map_err(|_| corrupt("key bytes"))?;
         out.push(KeyRecord {
             kid,
@@ -271,6 +272,7 @@ pub(crate) fn keys(c: &Connection, owner: &str) -> Result<Vec<KeyRecord>, StoreE
             status: enum_from::<KeyStatus>(&status)?,
             created_at,
             retired_at,
+            not_after,
         });
     }
     Ok(out)

@@ -122,6 +122,9 @@ CREATE TABLE used_jtis (
 ) WITHOUT ROWID;
 CREATE INDEX used_jtis_by_expiry ON used_jtis (expires_at);
 "#,
+    r#"
+ALTER TABLE keys ADD COLUMN not_after INTEGER;
+"#,
 ];
 
 /// Brings the database to the newest schema.
