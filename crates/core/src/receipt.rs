@@ -72,6 +72,9 @@ pub enum EventKind {
     /// An access token was revoked.
     #[serde(rename = "token.revoked")]
     TokenRevoked,
+    /// The server's signing keys were rotated.
+    #[serde(rename = "server.signing_key_rotated")]
+    SigningKeyRotated,
     /// A free-standing record (no state change besides the receipt).
     #[serde(rename = "record")]
     Record,
