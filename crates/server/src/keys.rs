@@ -9,8 +9,8 @@ use std::sync::{Arc, RwLock};
 
 use ed25519_dalek::SigningKey;
 use mandate_core::encoding::{b64url, b64url_decode};
-use mandate_core::jwk::PublicJwk;
 use mandate_core::jose::Algorithm;
+use mandate_core::jwk::PublicJwk;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
@@ -65,7 +65,6 @@ impl ServerKey {
     }
 }
 
-
 /// The key ring as stored (seeds, base64url). Written atomically, mode 0600.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -99,7 +98,9 @@ pub struct KeyRing {
 
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyRing").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("KeyRing")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -154,7 +155,12 @@ impl KeyRing {
         let r = self.ring.read().ok()?;
         std::iter::once(&r.current)
             .chain(std::iter::once(&r.next))
-            .chain(r.retiring.iter().filter(|(_, until)| *until > now).map(|(k, _)| k))
+            .chain(
+                r.retiring
+                    .iter()
+                    .filter(|(_, until)| *until > now)
+                    .map(|(k, _)| k),
+            )
             .find(|k| k.kid() == kid)
             .cloned()
     }
@@ -166,7 +172,12 @@ impl KeyRing {
         };
         let keys: Vec<Value> = std::iter::once(&r.current)
             .chain(std::iter::once(&r.next))
-            .chain(r.retiring.iter().filter(|(_, until)| *until > now).map(|(k, _)| k))
+            .chain(
+                r.retiring
+                    .iter()
+                    .filter(|(_, until)| *until > now)
+                    .map(|(k, _)| k),
+            )
             .map(|k| k.jwk(self.alg))
             .collect();
         json!({"keys": keys})
@@ -185,9 +196,15 @@ impl KeyRing {
             .retiring
             .iter()
             .filter(|x| x.until > now)
-            .map(|x| RetiringFile { seed: x.seed.clone(), until: x.until })
+            .map(|x| RetiringFile {
+                seed: x.seed.clone(),
+                until: x.until,
+            })
             .collect();
-        retiring.push(RetiringFile { seed: r.seeds.current.clone(), until });
+        retiring.push(RetiringFile {
+            seed: r.seeds.current.clone(),
+            until,
+        });
         let file = RingFile {
             current: r.seeds.next.clone(),
             next: b64url(fresh_seed()?.as_ref()),
@@ -195,7 +212,8 @@ impl KeyRing {
         };
         write_private(&self.path, &file)?;
         let old = r.current.kid();
-        *r = Ring::from_file(file).map_err(|()| ServerError::new("rotation produced a bad ring"))?;
+        *r =
+            Ring::from_file(file).map_err(|()| ServerError::new("rotation produced a bad ring"))?;
         Ok(Rotation {
             current: r.current.kid(),
             next: r.next.kid(),
@@ -250,7 +268,9 @@ fn write_private(path: &Path, file: &RingFile) -> Result<(), ServerError> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(&tmp).map_err(|_| err("cannot create the signing keys"))?;
+    let mut f = opts
+        .open(&tmp)
+        .map_err(|_| err("cannot create the signing keys"))?;
     f.write_all(text.as_bytes())
         .and_then(|()| f.sync_all())
         .map_err(|_| err("cannot write the signing keys"))?;

@@ -375,7 +375,15 @@ pub fn router(state: AppState) -> Router {
             post(mandates::revoke_delegation),
         )
         .route("/v1/humans/{id}/keys", post(mandates::add_human_key))
-        .route("/v1/server/signing-keys/rotate", post(humans::rotate_signing_keys))
+        .route("/v1/delegations/{id}/tree", get(mandates::delegation_tree))
+        .route(
+            "/v1/agents/{id}/delegations",
+            get(mandates::agent_delegations),
+        )
+        .route(
+            "/v1/server/signing-keys/rotate",
+            post(humans::rotate_signing_keys),
+        )
         .route("/oauth2/token", post(oauth::token))
         .route("/oauth2/introspect", post(oauth::introspect))
         .route("/oauth2/revoke", post(oauth::revoke))

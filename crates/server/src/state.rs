@@ -71,6 +71,8 @@ pub struct Policy {
     pub token_lifetime_secs: i64,
     /// JOSE name under which Ed25519 signatures are emitted.
     pub alg: mandate_core::jose::Algorithm,
+    /// Strict attenuation: a sub-delegation must be a proper subset of its parent.
+    pub strict_attenuation: bool,
     /// Default overlap of an agent key rotation, seconds (1 h).
     pub key_overlap_secs: i64,
     /// Longest overlap of an agent key rotation, seconds (7 days).
@@ -84,6 +86,7 @@ impl Default for Policy {
             default_max_depth: 3,
             token_lifetime_secs: 300,
             alg: mandate_core::jose::Algorithm::EdDSA,
+            strict_attenuation: false,
             key_overlap_secs: 3600,
             max_key_overlap_secs: 7 * 24 * 3600,
         }

@@ -97,6 +97,20 @@ pub trait Store: Send + Sync + 'static {
         id: &DelegationId,
     ) -> Result<Vec<Delegation>, StoreError>;
 
+    /// A delegation with its whole subtree.
+    async fn delegation_tree(
+        &self,
+        tenant: &TenantId,
+        id: &DelegationId,
+    ) -> Result<Option<DelegationTree>, StoreError>;
+
+    /// Delegations to (first) and from (second) an agent.
+    async fn agent_delegations(
+        &self,
+        tenant: &TenantId,
+        agent: &AgentId,
+    ) -> Result<(Vec<Delegation>, Vec<Delegation>), StoreError>;
+
     /// Active, unexpired mandates whose delegate is `agent` (at most 101).
     async fn active_mandates(
         &self,

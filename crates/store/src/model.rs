@@ -313,6 +313,18 @@ pub enum Mutation {
         /// The authenticated agent, whose `last_seen_at` becomes `now`.
         seen: Option<(TenantId, AgentId)>,
     },
+    /// A sub-delegation and the token issued under it, atomically: the parent must still be
+    /// active at commit time; single-use ids are consumed.
+    Delegate {
+        /// The new delegation (with its parent).
+        delegation: Delegation,
+        /// Single-use ids to consume (assertion, actor token, DPoP proof).
+        jtis: Vec<JtiUse>,
+        /// The token issued to the delegate.
+        issue: TokenRecord,
+        /// Now, unix ms.
+        now: i64,
+    },
     /// Revoke one token.
     RevokeToken {
         /// Tenant.
@@ -478,6 +490,15 @@ pub enum Client {
     Agent(Agent),
     /// A gate.
     Gate(Gate),
+}
+
+/// A delegation with its descendants (for tree views).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DelegationTree {
+    /// The node.
+    pub delegation: Delegation,
+    /// Its children, oldest first.
+    pub children: Vec<DelegationTree>,
 }
 
 /// Everything introspection needs about a token: the record and its chain, root first.

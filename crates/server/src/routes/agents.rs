@@ -251,7 +251,11 @@ pub async fn add_key(
     let agent = load(&state, &caller, &id).await?;
     let now = state.now();
     let retire_others_at = match (body.rotate.unwrap_or(false), body.overlap_secs) {
-        (false, Some(_)) => return Err(ApiError::bad_request("`overlap_secs` only applies with `rotate: true`")),
+        (false, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "`overlap_secs` only applies with `rotate: true`",
+            ));
+        }
         (false, None) => None,
         (true, overlap) => {
             let overlap = overlap.unwrap_or(state.policy.key_overlap_secs);

@@ -353,16 +353,31 @@ pub fn email(value: &str) -> Result<String, ApiError> {
 pub async fn rotate_signing_keys(
     State(state): State<AppState>,
     caller: Caller,
-    StrictJson { value: EmptyBody {}, request_hash }: StrictJson<EmptyBody>,
+    StrictJson {
+        value: EmptyBody {},
+        request_hash,
+    }: StrictJson<EmptyBody>,
 ) -> Result<Json<Value>, ApiError> {
     if !(caller.0.tenant.operator && caller.0.human.role == Role::Owner) {
-        return Err(ApiError::forbidden("only owners of the operator tenant may rotate the server's keys"));
+        return Err(ApiError::forbidden(
+            "only owners of the operator tenant may rotate the server's keys",
+        ));
     }
-    let retire_after = (state.policy.max_mandate_secs + state.policy.token_lifetime_secs + 60) * 1000;
+    let retire_after =
+        (state.policy.max_mandate_secs + state.policy.token_lifetime_secs + 60) * 1000;
     let now = state.now();
     // Record first (fail closed), then rotate; a failed rotation leaves a receipt that says so.
-    let ev = human_event(&caller, EventKind::SigningKeyRotated, "rotate", "server/signing-keys".into(), request_hash, vec![format!("retiring {}", state.keys.current().kid())]);
-    state.commit(Mutation::Record, vec![(caller.0.tenant.id.clone(), ev)]).await?;
+    let ev = human_event(
+        &caller,
+        EventKind::SigningKeyRotated,
+        "rotate",
+        "server/signing-keys".into(),
+        request_hash,
+        vec![format!("retiring {}", state.keys.current().kid())],
+    );
+    state
+        .commit(Mutation::Record, vec![(caller.0.tenant.id.clone(), ev)])
+        .await?;
     let r = state
         .keys
         .rotate(now, retire_after)

@@ -475,3 +475,62 @@ pub async fn add_human_key(
         .await?;
     Ok((StatusCode::CREATED, Json(views::key(&key))))
 }
+
+/// `GET /v1/delegations/{id}/tree`: the delegation and every descendant, nested.
+pub async fn delegation_tree(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let not_found = || {
+        ApiError::not_found(format!(
+            "delegation `{}`",
+            id.chars().take(64).collect::<String>()
+        ))
+    };
+    let did = DelegationId::parse(&id).map_err(|_| not_found())?;
+    let tree = state
+        .store
+        .delegation_tree(&caller.0.tenant.id, &did)
+        .await?
+        .ok_or_else(not_found)?;
+    fn view(t: &mandate_store::DelegationTree) -> Value {
+        let mut v = views::delegation(&t.delegation);
+        if let Some(o) = v.as_object_mut() {
+            o.insert(
+                "children".into(),
+                Value::Array(t.children.iter().map(view).collect()),
+            );
+        }
+        v
+    }
+    Ok(Json(view(&tree)))
+}
+
+/// `GET /v1/agents/{id}/delegations`: delegations to the agent (`in`) and from it (`out`).
+pub async fn agent_delegations(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let not_found = || {
+        ApiError::not_found(format!(
+            "agent `{}`",
+            id.chars().take(64).collect::<String>()
+        ))
+    };
+    let aid = AgentId::parse(&id).map_err(|_| not_found())?;
+    state
+        .store
+        .agent(&caller.0.tenant.id, &aid)
+        .await?
+        .ok_or_else(not_found)?;
+    let (incoming, outgoing) = state
+        .store
+        .agent_delegations(&caller.0.tenant.id, &aid)
+        .await?;
+    Ok(Json(json!({
+        "in": incoming.iter().map(views::delegation).collect::<Vec<_>>(),
+        "out": outgoing.iter().map(views::delegation).collect::<Vec<_>>(),
+    })))
+}

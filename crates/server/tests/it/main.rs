@@ -9,7 +9,10 @@
 
 mod admin;
 mod bad_input;
+mod delegation;
 mod harness;
+mod interop;
 mod isolation;
+mod mandates;
 mod public;
 mod tokens;

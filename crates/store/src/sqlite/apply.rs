@@ -102,6 +102,19 @@ pub(crate) fn apply(c: &Connection, mutation: Mutation) -> Result<AppliedValue, 
             }
             Ok(AppliedValue::None)
         }
+        Mutation::Delegate {
+            delegation,
+            jtis,
+            issue,
+            now,
+        } => {
+            for j in &jtis {
+                consume_jti(c, j)?;
+            }
+            insert_delegation(c, &delegation)?;
+            issue_token(c, &issue, now)?;
+            Ok(AppliedValue::Delegation(delegation))
+        }
         Mutation::RevokeToken { tenant, jti, at } => {
             let n = c
                 .execute(

@@ -22,8 +22,9 @@ use rusqlite::{Connection, OpenFlags, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    Agent, AgentFilter, AgentStatus, Applied, Client, Clock, Delegation, Gate, Human, KeyRecord,
-    Mutation, Page, Principal, Store, StoreError, StoredReceipt, Tenant, TokenView,
+    Agent, AgentFilter, AgentStatus, Applied, Client, Clock, Delegation, DelegationTree, Gate,
+    Human, KeyRecord, Mutation, Page, Principal, Store, StoreError, StoredReceipt, Tenant,
+    TokenView,
 };
 
 /// Options of the SQLite engine.
@@ -213,6 +214,26 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Delegation>, StoreError> {
         let (t, id) = (tenant.clone(), id.clone());
         self.readers.run(move |c| read::chain(c, &t, &id)).await
+    }
+
+    async fn delegation_tree(
+        &self,
+        tenant: &TenantId,
+        id: &DelegationId,
+    ) -> Result<Option<DelegationTree>, StoreError> {
+        let (t, id) = (tenant.clone(), id.clone());
+        self.readers.run(move |c| read::tree(c, &t, &id)).await
+    }
+
+    async fn agent_delegations(
+        &self,
+        tenant: &TenantId,
+        agent: &AgentId,
+    ) -> Result<(Vec<Delegation>, Vec<Delegation>), StoreError> {
+        let (t, a) = (tenant.clone(), agent.clone());
+        self.readers
+            .run(move |c| read::agent_delegations(c, &t, &a))
+            .await
     }
 
     async fn active_mandates(

@@ -7,8 +7,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{Head, unavailable};
 use crate::{
-    Agent, AgentFilter, Client, Delegation, Delegator, Gate, Human, HumanStatus, KeyRecord,
-    KeyStatus, Page, Principal, StoreError, StoredReceipt, Tenant, TokenRecord, TokenView,
+    Agent, AgentFilter, Client, Delegation, DelegationTree, Delegator, Gate, Human, HumanStatus,
+    KeyRecord, KeyStatus, Page, Principal, StoreError, StoredReceipt, Tenant, TokenRecord,
+    TokenView,
 };
 
 pub(crate) fn is_empty(c: &Connection) -> Result<bool, StoreError> {
@@ -606,4 +607,70 @@ pub(crate) fn agent_status(
         .optional()
         .map_err(unavailable)?;
     s.as_deref().map(enum_from).transpose()
+}
+
+/// A delegation and its whole subtree (bounded by the depth hard cap per path).
+pub(crate) fn tree(
+    c: &Connection,
+    tenant: &TenantId,
+    id: &DelegationId,
+) -> Result<Option<DelegationTree>, StoreError> {
+    let Some(root) = delegation(c, tenant, id)? else {
+        return Ok(None);
+    };
+    let mut stmt = c
+        .prepare_cached(&format!(
+            "WITH RECURSIVE sub(id) AS (SELECT ?2 UNION ALL \
+             SELECT d.id FROM delegations d JOIN sub ON d.parent = sub.id) \
+             SELECT {DELEGATION_COLS} FROM delegations WHERE tenant = ?1 \
+             AND id IN (SELECT id FROM sub) AND id != ?2 ORDER BY id"
+        ))
+        .map_err(unavailable)?;
+    let mut rows = stmt
+        .query(params![tenant.as_str(), id.as_str()])
+        .map_err(unavailable)?;
+    let mut all = Vec::new();
+    while let Some(r) = rows.next().map_err(unavailable)? {
+        all.push(delegation_row(r)?);
+    }
+    fn build(node: Delegation, all: &[Delegation]) -> DelegationTree {
+        let children = all
+            .iter()
+            .filter(|d| d.parent.as_ref() == Some(&node.id))
+            .map(|d| build(d.clone(), all))
+            .collect();
+        DelegationTree {
+            delegation: node,
+            children,
+        }
+    }
+    Ok(Some(build(root, &all)))
+}
+
+/// Delegations to `agent` (in) and from `agent` (out), newest first, at most 500 each.
+pub(crate) fn agent_delegations(
+    c: &Connection,
+    tenant: &TenantId,
+    agent: &AgentId,
+) -> Result<(Vec<Delegation>, Vec<Delegation>), StoreError> {
+    let list = |sql: &str| -> Result<Vec<Delegation>, StoreError> {
+        let mut stmt = c.prepare_cached(sql).map_err(unavailable)?;
+        let mut rows = stmt
+            .query(params![tenant.as_str(), agent.as_str()])
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(unavailable)? {
+            out.push(delegation_row(r)?);
+        }
+        Ok(out)
+    };
+    let incoming = list(&format!(
+        "SELECT {DELEGATION_COLS} FROM delegations WHERE tenant = ?1 AND delegate = ?2 \
+         ORDER BY id DESC LIMIT 500"
+    ))?;
+    let outgoing = list(&format!(
+        "SELECT {DELEGATION_COLS} FROM delegations WHERE tenant = ?1 AND delegator_kind = 'agent' \
+         AND delegator = ?2 ORDER BY id DESC LIMIT 500"
+    ))?;
+    Ok((incoming, outgoing))
 }
