@@ -5,7 +5,9 @@ Run by `crates/server/tests/it/interop.rs` against a live server:
     MANDATE_URL=http://127.0.0.1:PORT MANDATE_ADMIN_KEY=... python test_tokens.py --lib pyjwt
 
 With `--lib pyjwt` everything the agent and gate sign uses PyJWT and `alg: EdDSA`; with
-`--lib joserfc` it uses joserfc and the RFC 9864 fully-specified name `alg: Ed25519`.
+`--lib joserfc` it uses joserfc and the RFC 9864 fully-specified name `alg: Ed25519`. Each
+library verifies the access token under its own name only, so the joserfc run expects a server
+started with the `Ed25519` signing setting (the Rust driver does that).
 Setup goes through the admin API; then the agent reads discovery (RFC 8414), authenticates with
 private_key_jwt (RFC 7523), redeems a mandate by token exchange (RFC 8693) with a DPoP proof
 (RFC 9449) from an ephemeral key, verifies the access token (RFC 9068) against the JWKS, a gate
@@ -21,7 +23,6 @@ import os
 import secrets
 import sys
 import time
-import warnings
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -80,16 +81,14 @@ class JoserfcLib:
     """joserfc: signs with the fully-specified `Ed25519` (RFC 9864)."""
 
     alg = "Ed25519"
-    # Both JOSE names of Ed25519 and nothing else: Mandate signs with `EdDSA` by default.
-    verify_algs = ["Ed25519", "EdDSA"]
+    # Strict: only the fully-specified name (the server under test signs with `Ed25519`).
+    verify_algs = ["Ed25519"]
 
     def __init__(self):
         from joserfc import jwt
         from joserfc.jwk import KeySet, OKPKey
 
         self.jwt, self.KeySet, self.OKPKey = jwt, KeySet, OKPKey
-        # joserfc warns that `EdDSA` is deprecated by RFC 9864; that is expected here.
-        warnings.filterwarnings("ignore", message="EdDSA is deprecated")
 
     def new_key(self):
         return self.OKPKey.import_key(Ed25519PrivateKey.generate())

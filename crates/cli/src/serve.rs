@@ -127,8 +127,9 @@ fn resolve(
     })?;
     let signing_alg = match merged.signing_alg.as_deref() {
         None => Algorithm::EdDSA,
-        Some(name) => Algorithm::from_header(name)
-            .ok_or_else(|| anyhow!("invalid signing algorithm `{name}`: use `EdDSA` or `Ed25519`"))?,
+        Some(name) => Algorithm::from_header(name).ok_or_else(|| {
+            anyhow!("invalid signing algorithm `{name}`: use `EdDSA` or `Ed25519`")
+        })?,
     };
     Ok(Settings {
         listen,

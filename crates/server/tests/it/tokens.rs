@@ -808,23 +808,50 @@ async fn tokens_verify_across_a_server_key_rotation() {
     let jwks = |s: &Server| {
         let url = s.url("/jwks.json");
         let http = s.http.clone();
-        async move { http.get(url).send().await.unwrap().json::<Value>().await.unwrap() }
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
     };
     let before = jwks(&w.s).await;
-    let kids = |v: &Value| v["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let kids = |v: &Value| {
+        v["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
     let before = kids(&before);
     assert_eq!(before.len(), 2, "current and next are published");
     let (_, _, body) = w.redeem(&Dpop::new(70)).await;
     let old_token = body["access_token"].as_str().unwrap().to_owned();
-    let header = |t: &str| -> Value { serde_json::from_slice(&mandate_core::encoding::b64url_decode(t.split('.').next().unwrap()).unwrap()).unwrap() };
+    let header = |t: &str| -> Value {
+        serde_json::from_slice(
+            &mandate_core::encoding::b64url_decode(t.split('.').next().unwrap()).unwrap(),
+        )
+        .unwrap()
+    };
     assert_eq!(header(&old_token)["kid"], before[0]);
 
     let (_, other_key) = w.s.human(ADMIN_KEY, "not-operator-owner", "admin").await;
-    let r = w.s.post("/v1/server/signing-keys/rotate", &other_key, json!({})).await;
+    let r =
+        w.s.post("/v1/server/signing-keys/rotate", &other_key, json!({}))
+            .await;
     assert_eq!(r.status, 403);
-    let r = w.s.post("/v1/server/signing-keys/rotate", ADMIN_KEY, json!({})).await;
+    let r =
+        w.s.post("/v1/server/signing-keys/rotate", ADMIN_KEY, json!({}))
+            .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    assert_eq!(r.body["current"], before[1], "the published next key starts signing");
+    assert_eq!(
+        r.body["current"], before[1],
+        "the published next key starts signing"
+    );
     assert_eq!(r.body["retiring"]["kid"], before[0]);
     let after = kids(&jwks(&w.s).await);
     assert_eq!(after.len(), 3, "current, next and retiring: {after:?}");
@@ -849,13 +876,28 @@ async fn agent_keys_rotate_with_an_overlap() {
     let w = world().await;
     let new_key = SigningKey::from_bytes(&[80; 32]);
     let jwk = mandate_core::jwk::PublicJwk::from_seed(&new_key.to_bytes()).to_json();
-    let r = w.s.post(&format!("/v1/agents/{}/keys", w.agent.id), ADMIN_KEY, json!({"jwk": jwk, "rotate": true, "overlap_secs": 600})).await;
+    let r =
+        w.s.post(
+            &format!("/v1/agents/{}/keys", w.agent.id),
+            ADMIN_KEY,
+            json!({"jwk": jwk, "rotate": true, "overlap_secs": 600}),
+        )
+        .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
-    let agent = w.s.get(&format!("/v1/agents/{}", w.agent.id), ADMIN_KEY).await.body;
+    let agent =
+        w.s.get(&format!("/v1/agents/{}", w.agent.id), ADMIN_KEY)
+            .await
+            .body;
     let old = &agent["keys"][0];
-    assert!(old["not_after"].is_string(), "the old key gets an end: {agent:?}");
+    assert!(
+        old["not_after"].is_string(),
+        "the old key gets an end: {agent:?}"
+    );
     // Both keys authenticate during the overlap…
-    let rotated = Holder { id: w.agent.id.clone(), key: new_key };
+    let rotated = Holder {
+        id: w.agent.id.clone(),
+        key: new_key,
+    };
     for holder in [&w.agent, &rotated] {
         let a = holder.assertion(&w.s, json!({}));
         let p = Dpop::new(81).proof(&w.s, "POST", "/oauth2/token", json!({}));
@@ -869,8 +911,18 @@ async fn agent_keys_rotate_with_an_overlap() {
     let a = rotated.assertion(&w.s, json!({}));
     let p = Dpop::new(83).proof(&w.s, "POST", "/oauth2/token", json!({}));
     assert_eq!(w.redeem_with(&a, &w.document, Some(&p), &[]).await.0, 200);
-    let r = w.s.post(&format!("/v1/agents/{}/keys", w.agent.id), ADMIN_KEY, json!({"jwk": public(84), "rotate": true, "overlap_secs": 9_999_999})).await;
-    assert_eq!(r.status, 422, "overlap beyond the policy maximum: {:?}", r.body);
+    let r =
+        w.s.post(
+            &format!("/v1/agents/{}/keys", w.agent.id),
+            ADMIN_KEY,
+            json!({"jwk": public(84), "rotate": true, "overlap_secs": 9_999_999}),
+        )
+        .await;
+    assert_eq!(
+        r.status, 422,
+        "overlap beyond the policy maximum: {:?}",
+        r.body
+    );
 }
 
 fn public(seed: u8) -> Value {
