@@ -31,3 +31,4 @@ pub mod jwk;
 pub mod merkle;
 pub mod receipt;
 pub mod scope;
+pub mod status_list;

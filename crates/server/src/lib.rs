@@ -228,12 +228,17 @@ async fn open(
         .to_ascii_lowercase();
     let td = config.trust_domain.clone().unwrap_or(host);
     let trust_domain = TrustDomain::parse(&td).map_err(|e| ServerError::new(e.to_string()))?;
+    let highest_status_idx = store
+        .max_status_idx()
+        .await
+        .map_err(|e| ServerError::new(e.to_string()))?;
     let state = AppState {
         store,
         clock,
         issuer: issuer.into(),
         trust_domain: Arc::new(trust_domain),
         keys: Arc::new(keys),
+        status_indexes: Arc::new(state::StatusIndexes::after(highest_status_idx)),
         policy: Arc::new(state::Policy {
             alg: config.signing_alg,
             ..state::Policy::default()
@@ -384,6 +389,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/server/signing-keys/rotate",
             post(humans::rotate_signing_keys),
         )
+        .route("/statuslists/{n}", get(oauth::status_list))
         .route("/oauth2/token", post(oauth::token))
         .route("/oauth2/introspect", post(oauth::introspect))
         .route("/oauth2/revoke", post(oauth::revoke))

@@ -27,6 +27,8 @@ pub struct AppState {
     pub keys: Arc<KeyRing>,
     /// Lifetimes, defaults and protocol switches.
     pub policy: Arc<Policy>,
+    /// Token Status List index allocation.
+    pub status_indexes: Arc<StatusIndexes>,
     /// Scope parsing limits and the action vocabulary.
     pub limits: Arc<ScopeLimits>,
 }
@@ -71,6 +73,8 @@ pub struct Policy {
     pub token_lifetime_secs: i64,
     /// JOSE name under which Ed25519 signatures are emitted.
     pub alg: mandate_core::jose::Algorithm,
+    /// `ttl` of status lists, seconds (default 30).
+    pub status_list_ttl_secs: i64,
     /// Strict attenuation: a sub-delegation must be a proper subset of its parent.
     pub strict_attenuation: bool,
     /// Default overlap of an agent key rotation, seconds (1 h).
@@ -86,9 +90,35 @@ impl Default for Policy {
             default_max_depth: 3,
             token_lifetime_secs: 300,
             alg: mandate_core::jose::Algorithm::EdDSA,
+            status_list_ttl_secs: 30,
             strict_attenuation: false,
             key_overlap_secs: 3600,
             max_key_overlap_secs: 7 * 24 * 3600,
         }
+    }
+}
+
+/// Hands out Token Status List indexes: strictly increasing, never reused. Starts above the
+/// highest index recorded; an index handed out to a token whose issuance then failed is simply
+/// skipped.
+#[derive(Debug)]
+pub struct StatusIndexes(std::sync::atomic::AtomicU64);
+
+impl StatusIndexes {
+    /// Continues after `highest` (the largest recorded index), or from 0.
+    pub fn after(highest: Option<u64>) -> Self {
+        Self(std::sync::atomic::AtomicU64::new(
+            highest.map_or(0, |h| h + 1),
+        ))
+    }
+
+    /// The next index.
+    pub fn next(&self) -> u64 {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The next index, without taking it.
+    pub fn peek(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
     }
 }

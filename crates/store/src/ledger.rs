@@ -35,7 +35,8 @@ use crate::StoreError;
 #[async_trait]
 pub trait LedgerStore: Send + Sync + 'static {
     /// Extends every tenant's tree with the receipts sequenced since the last integration.
-    /// Returns the tenants whose tree grew, with their new sizes.
+    /// Returns the tenants whose tree grew, with their new sizes. A tenant whose receipts
+    /// contradict its tree is logged and skipped; [`LedgerStore::integrate_tenant`] reports it.
     async fn integrate(&self) -> Result<Vec<(TenantId, u64)>, LedgerError>;
 
     /// Extends `tenant`'s tree now (on demand) and returns its size.

@@ -13,6 +13,7 @@
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod error;
+pub mod ledger;
 mod model;
 pub mod sqlite;
 
@@ -21,6 +22,9 @@ use mandate_core::id::{AgentId, DelegationId, GateId, HumanId, TenantId};
 use mandate_core::receipt::Event;
 
 pub use error::StoreError;
+pub use ledger::{
+    ConsistencyProof, InclusionProof, LedgerError, LedgerStore, StoredCheckpoint, TreeHead,
+};
 pub use mandate_core::clock::Clock;
 
 /// The wall clock.
@@ -121,6 +125,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// An issued token with its chain and agent, whatever its tenant.
     async fn token(&self, jti: &str) -> Result<Option<TokenView>, StoreError>;
+
+    /// The highest status-list index ever recorded.
+    async fn max_status_idx(&self) -> Result<Option<u64>, StoreError>;
+
+    /// Tokens whose status-list index lies in `[lo, hi)`, with their chains and agents.
+    async fn tokens_in_status_range(&self, lo: u64, hi: u64) -> Result<Vec<TokenView>, StoreError>;
 
     /// Status of an agent of `tenant`.
     async fn agent_status(

@@ -468,6 +468,8 @@ pub struct TokenRecord {
     pub expires_at: i64,
     /// Status.
     pub status: TokenStatus,
+    /// Index in the Token Status List (never reused).
+    pub status_idx: Option<u64>,
 }
 
 /// A single-use identifier to consume (client assertion `jti`, DPoP proof `jti`, approval).

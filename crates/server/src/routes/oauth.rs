@@ -315,6 +315,7 @@ async fn token_inner(
     );
     let scope_v = serde_json::to_value(&scope)
         .map_err(|_| TokenError::new(Code::ServerError, "serialisation"))?;
+    let status_idx = state.status_indexes.next();
     let claims = AccessTokenClaims {
         iss: state.issuer.to_string(),
         sub: human.clone(),
@@ -334,7 +335,7 @@ async fn token_inner(
         dpt: delegation.depth,
         cmt: agent.commitment.clone(),
         tnt: agent.tenant.to_string(),
-        status: None,
+        status: Some(status_claim(state, status_idx)),
     };
     let key = state.keys.current();
     let access_token = jose::sign(
@@ -353,6 +354,7 @@ async fn token_inner(
         issued_at: now,
         expires_at: exp * 1000,
         status: TokenStatus::Active,
+        status_idx: Some(status_idx),
     };
     let event = agent_event(
         &agent,
@@ -789,22 +791,7 @@ fn verify_access_token(state: &AppState, token: &str) -> Option<AccessTokenClaim
 /// Whether a stored token is usable now: token active and unexpired, every delegation of its
 /// chain active and unexpired, every delegate agent of the chain active.
 async fn is_active(state: &AppState, view: &TokenView) -> Result<bool, TokenError> {
-    let now = state.now();
-    if view.token.status != TokenStatus::Active || view.token.expires_at <= now {
-        return Ok(false);
-    }
-    if view.agent.status != AgentStatus::Active {
-        return Ok(false);
-    }
-    for d in &view.chain {
-        if d.status != DelegationStatus::Active || d.expires_at <= now {
-            return Ok(false);
-        }
-        if state.store.agent_status(&d.tenant, &d.delegate).await? != Some(AgentStatus::Active) {
-            return Ok(false);
-        }
-    }
-    Ok(!view.chain.is_empty())
+    Ok(effective_status(state, view).await? == mandate_core::status_list::VALID)
 }
 
 fn inactive() -> Response {
@@ -1231,6 +1218,7 @@ async fn sub_delegate(
     let now_secs = now / 1000;
     let exp = (now_secs + state.policy.token_lifetime_secs).min(delegation.expires_at / 1000);
     let jti = b64url(&random::<16>().map_err(rnd)?);
+    let status_idx = state.status_indexes.next();
     let token_claims = AccessTokenClaims {
         iss: state.issuer.to_string(),
         sub: human.clone(),
@@ -1248,7 +1236,7 @@ async fn sub_delegate(
         dpt: delegation.depth,
         cmt: sub.commitment.clone(),
         tnt: sub.tenant.to_string(),
-        status: None,
+        status: Some(status_claim(state, status_idx)),
     };
     let key = state.keys.current();
     let access_token = jose::sign(
@@ -1276,6 +1264,7 @@ async fn sub_delegate(
         issued_at: now,
         expires_at: exp * 1000,
         status: TokenStatus::Active,
+        status_idx: Some(status_idx),
     };
     let mut created = agent_event(
         caller,
@@ -1351,4 +1340,102 @@ fn attenuation_error(e: &mandate_core::scope::ScopeError) -> TokenError {
         _ => Code::InvalidGrant,
     };
     TokenError::new(code, e.to_string())
+}
+
+/// Entries per status list.
+pub const STATUS_LIST_SIZE: u64 = 4096;
+
+/// draft-ietf-oauth-status-list-17 §6.1: `"status": {"status_list": {"idx", "uri"}}`.
+fn status_claim(state: &AppState, idx: u64) -> Value {
+    json!({"status_list": {
+        "idx": idx,
+        "uri": format!("{}/statuslists/{}", state.issuer, idx / STATUS_LIST_SIZE),
+    }})
+}
+
+/// The status a token has now (§7.1): VALID, SUSPENDED (an agent of its chain is suspended) or
+/// INVALID (revoked, expired, or any link of its chain revoked, expired or its agent revoked).
+pub async fn effective_status(state: &AppState, view: &TokenView) -> Result<u8, TokenError> {
+    use mandate_core::status_list::{INVALID, SUSPENDED, VALID};
+    let now = state.now();
+    if view.token.status != TokenStatus::Active
+        || view.token.expires_at <= now
+        || view.chain.is_empty()
+    {
+        return Ok(INVALID);
+    }
+    let mut status = VALID;
+    for d in &view.chain {
+        if d.status != DelegationStatus::Active || d.expires_at <= now {
+            return Ok(INVALID);
+        }
+        match state.store.agent_status(&d.tenant, &d.delegate).await? {
+            Some(AgentStatus::Active) => {}
+            Some(AgentStatus::Suspended) => status = SUSPENDED,
+            _ => return Ok(INVALID),
+        }
+    }
+    Ok(status)
+}
+
+/// `GET /statuslists/{n}` (draft-ietf-oauth-status-list-17 §5.1): a `statuslist+jwt` with 2-bit
+/// statuses, computed at request time so a revocation shows in the very next fetch. `ttl`
+/// tells verifiers how long they may cache it.
+pub async fn status_list(
+    State(state): State<AppState>,
+    axum::extract::Path(n): axum::extract::Path<String>,
+) -> Response {
+    let result: Result<Response, TokenError> = async {
+        let n: u64 = n
+            .parse()
+            .map_err(|_| TokenError::new(Code::InvalidRequest, "unknown status list"))?;
+        let lo = n
+            .checked_mul(STATUS_LIST_SIZE)
+            .ok_or_else(|| TokenError::new(Code::InvalidRequest, "unknown status list"))?;
+        if lo >= state.status_indexes.peek() {
+            return Ok(crate::error::ApiError::not_found("status list").into_response());
+        }
+        let mut list = mandate_core::status_list::StatusList::new(2, STATUS_LIST_SIZE as usize)
+            .map_err(|_| TokenError::new(Code::ServerError, "status list"))?;
+        for view in state
+            .store
+            .tokens_in_status_range(lo, lo + STATUS_LIST_SIZE)
+            .await?
+        {
+            if let Some(idx) = view.token.status_idx {
+                let st = effective_status(&state, &view).await?;
+                list.set(idx - lo, st)
+                    .map_err(|_| TokenError::new(Code::ServerError, "status list"))?;
+            }
+        }
+        let now_secs = state.now() / 1000;
+        let ttl = state.policy.status_list_ttl_secs;
+        let claims = json!({
+            "sub": format!("{}/statuslists/{n}", state.issuer),
+            "iat": now_secs,
+            "exp": now_secs + 24 * 3600,
+            "ttl": ttl,
+            "status_list": {"bits": 2, "lst": list.encode()},
+        });
+        let key = state.keys.current();
+        let jwt = jose::sign(
+            JwtKind::StatusList,
+            Some(&key.kid()),
+            state.policy.alg,
+            &claims,
+            key.signing_key(),
+        );
+        let mut resp = jwt.into_response();
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/statuslist+jwt"),
+        );
+        if let Ok(v) = HeaderValue::from_str(&format!("max-age={ttl}")) {
+            h.insert(header::CACHE_CONTROL, v);
+        }
+        Ok(resp)
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
 }

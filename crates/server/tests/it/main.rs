@@ -15,4 +15,5 @@ mod interop;
 mod isolation;
 mod mandates;
 mod public;
+mod status;
 mod tokens;

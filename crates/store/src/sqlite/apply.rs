@@ -219,8 +219,8 @@ fn issue_token(c: &Connection, t: &TokenRecord, now: i64) -> Result<(), StoreErr
         }
     }
     c.prepare_cached(
-        "INSERT INTO tokens (jti, tenant, delegation, agent, jkt, issued_at, expires_at, status) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO tokens (jti, tenant, delegation, agent, jkt, issued_at, expires_at, status, \
+         status_idx) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -231,7 +231,8 @@ fn issue_token(c: &Connection, t: &TokenRecord, now: i64) -> Result<(), StoreErr
             t.jkt,
             t.issued_at,
             t.expires_at,
-            enum_to(t.status)
+            enum_to(t.status),
+            t.status_idx.map(|i| i64::try_from(i).unwrap_or(i64::MAX))
         ])
     })
     .map_err(|e| on_insert(e, || "token id collision".to_owned()))?;

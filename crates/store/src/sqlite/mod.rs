@@ -8,6 +8,7 @@
 //! every job of the batch is answered [`StoreError::Unavailable`] and nothing of it persists.
 
 mod apply;
+pub mod ledger;
 mod read;
 mod schema;
 
@@ -251,6 +252,16 @@ impl Store for SqliteStore {
     async fn token(&self, jti: &str) -> Result<Option<TokenView>, StoreError> {
         let jti = jti.to_owned();
         self.readers.run(move |c| read::token_view(c, &jti)).await
+    }
+
+    async fn max_status_idx(&self) -> Result<Option<u64>, StoreError> {
+        self.readers.run(read::max_status_idx).await
+    }
+
+    async fn tokens_in_status_range(&self, lo: u64, hi: u64) -> Result<Vec<TokenView>, StoreError> {
+        self.readers
+            .run(move |c| read::tokens_in_status_range(c, lo, hi))
+            .await
     }
 
     async fn agent_status(

@@ -548,31 +548,32 @@ pub(crate) fn client(c: &Connection, id: &str) -> Result<Option<Client>, StoreEr
 
 /// A token with its chain and agent, in whichever tenant it lives.
 pub(crate) fn token_view(c: &Connection, jti: &str) -> Result<Option<TokenView>, StoreError> {
-    let row: Option<(String, String, String, String, i64, i64, String)> = c
+    let row = c
         .query_row(
-            "SELECT tenant, delegation, agent, jkt, issued_at, expires_at, status FROM tokens \
-             WHERE jti = ?1",
+            "SELECT tenant, delegation, agent, jkt, issued_at, expires_at, status, status_idx \
+             FROM tokens WHERE jti = ?1",
             params![jti],
             |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
+                Ok(TokenRow {
+                    tenant: r.get(0)?,
+                    delegation: r.get(1)?,
+                    agent: r.get(2)?,
+                    jkt: r.get(3)?,
+                    issued_at: r.get(4)?,
+                    expires_at: r.get(5)?,
+                    status: r.get(6)?,
+                    status_idx: r.get(7)?,
+                })
             },
         )
         .optional()
         .map_err(unavailable)?;
-    let Some((tenant, delegation, agent_id, jkt, issued_at, expires_at, status)) = row else {
+    let Some(row) = row else {
         return Ok(None);
     };
-    let tenant = TenantId::parse(&tenant).map_err(|_| corrupt("tenant id"))?;
-    let delegation = DelegationId::parse(&delegation).map_err(|_| corrupt("delegation id"))?;
-    let agent_id = AgentId::parse(&agent_id).map_err(|_| corrupt("agent id"))?;
+    let tenant = TenantId::parse(&row.tenant).map_err(|_| corrupt("tenant id"))?;
+    let delegation = DelegationId::parse(&row.delegation).map_err(|_| corrupt("delegation id"))?;
+    let agent_id = AgentId::parse(&row.agent).map_err(|_| corrupt("agent id"))?;
     let Some(a) = agent(c, &tenant, &agent_id)? else {
         return Err(corrupt("token of a missing agent"));
     };
@@ -583,13 +584,25 @@ pub(crate) fn token_view(c: &Connection, jti: &str) -> Result<Option<TokenView>,
             tenant,
             delegation,
             agent: agent_id,
-            jkt,
-            issued_at,
-            expires_at,
-            status: enum_from(&status)?,
+            jkt: row.jkt,
+            issued_at: row.issued_at,
+            expires_at: row.expires_at,
+            status: enum_from(&row.status)?,
+            status_idx: row.status_idx.and_then(|i| u64::try_from(i).ok()),
         },
         agent: a,
     }))
+}
+
+struct TokenRow {
+    tenant: String,
+    delegation: String,
+    agent: String,
+    jkt: String,
+    issued_at: i64,
+    expires_at: i64,
+    status: String,
+    status_idx: Option<i64>,
 }
 
 /// Agent statuses by id (for checking every delegate of a chain).
@@ -673,4 +686,39 @@ pub(crate) fn agent_delegations(
          AND delegator = ?2 ORDER BY id DESC LIMIT 500"
     ))?;
     Ok((incoming, outgoing))
+}
+
+/// The highest status-list index ever recorded (allocation continues above it).
+pub(crate) fn max_status_idx(c: &Connection) -> Result<Option<u64>, StoreError> {
+    let v: Option<i64> = c
+        .query_row("SELECT MAX(status_idx) FROM tokens", [], |r| r.get(0))
+        .map_err(unavailable)?;
+    Ok(v.and_then(|v| u64::try_from(v).ok()))
+}
+
+/// The tokens whose status index lies in `[lo, hi)`, with their chains.
+pub(crate) fn tokens_in_status_range(
+    c: &Connection,
+    lo: u64,
+    hi: u64,
+) -> Result<Vec<TokenView>, StoreError> {
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT jti FROM tokens WHERE status_idx >= ?1 AND status_idx < ?2 ORDER BY status_idx",
+        )
+        .map_err(unavailable)?;
+    let lo = i64::try_from(lo).unwrap_or(i64::MAX);
+    let hi = i64::try_from(hi).unwrap_or(i64::MAX);
+    let jtis: Vec<String> = stmt
+        .query_map(params![lo, hi], |r| r.get(0))
+        .map_err(unavailable)?
+        .collect::<Result<_, _>>()
+        .map_err(unavailable)?;
+    let mut out = Vec::with_capacity(jtis.len());
+    for jti in jtis {
+        if let Some(v) = token_view(c, &jti)? {
+            out.push(v);
+        }
+    }
+    Ok(out)
 }

@@ -125,6 +125,34 @@ CREATE INDEX used_jtis_by_expiry ON used_jtis (expires_at);
     r#"
 ALTER TABLE keys ADD COLUMN not_after INTEGER;
 "#,
+    r#"
+ALTER TABLE tokens ADD COLUMN status_idx INTEGER;
+CREATE UNIQUE INDEX tokens_by_status_idx ON tokens (status_idx);
+"#,
+    // Ledger proofs (issue 5): the per-tenant Merkle trees and signed checkpoints.
+    r#"
+CREATE TABLE merkle_nodes (
+    tenant      TEXT NOT NULL,
+    level       INTEGER NOT NULL,
+    idx         INTEGER NOT NULL,
+    hash        BLOB NOT NULL,
+    PRIMARY KEY (tenant, level, idx)
+) WITHOUT ROWID;
+CREATE TABLE merkle_trees (
+    tenant      TEXT PRIMARY KEY REFERENCES tenants(id),
+    size        INTEGER NOT NULL,
+    root        BLOB NOT NULL
+);
+CREATE TABLE checkpoints (
+    tenant      TEXT NOT NULL REFERENCES tenants(id),
+    size        INTEGER NOT NULL,
+    root        BLOB NOT NULL,
+    note        TEXT NOT NULL,
+    kid         TEXT NOT NULL,
+    signed_at   INTEGER NOT NULL,
+    PRIMARY KEY (tenant, size)
+);
+"#,
 ];
 
 /// Brings the database to the newest schema.
