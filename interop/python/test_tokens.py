@@ -1,6 +1,7 @@
 """Interop test: a Python agent and gate talk to Mandate with stock JOSE libraries only.
 
-Run by `crates/server/tests/it/interop.rs` against a live server:
+Run by `crates/server/tests/it/interop.rs` against a fresh live server (it registers the gate
+for https://crm.example.com, which a tenant has only once):
 
     MANDATE_URL=http://127.0.0.1:PORT MANDATE_ADMIN_KEY=... python test_tokens.py --lib pyjwt
 
@@ -23,6 +24,7 @@ import os
 import secrets
 import sys
 import time
+import traceback
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -237,6 +239,9 @@ def main():
             run(LIBS[args.lib](), args.lib, http, admin)
     except Failed as e:
         sys.exit(f"[{args.lib}] FAILED: {e}")
+    except Exception as e:  # a library refused something (bad signature, claim, algorithm...)
+        traceback.print_exc()
+        sys.exit(f"[{args.lib}] FAILED: {type(e).__name__}: {e}")
     print(f"[{args.lib}] all steps passed")
 
 

@@ -14,7 +14,7 @@
 //! non-empty and MUST NOT contain any Unicode spaces or plus (U+002B) characters." A checkpoint
 //! signed by a key that has since rotated out is re-signed when it is next served.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +24,7 @@ use mandate_core::id::TenantId;
 use mandate_core::merkle::{Hash, MerkleError};
 use mandate_store::{LedgerError, LedgerStore, StoredCheckpoint, TreeHead};
 use tokio::sync::{Notify, oneshot};
+use tokio::time::Instant;
 
 use crate::error::{ApiError, ProblemKind};
 use crate::keys::KeyRing;
@@ -110,7 +111,11 @@ impl Ledger {
             .integrate_tenant(tenant)
             .await
             .map_err(ledger_error)?;
-        self.inner.store.tree_head(tenant).await.map_err(ledger_error)
+        self.inner
+            .store
+            .tree_head(tenant)
+            .await
+            .map_err(ledger_error)
     }
 
     /// The tree head of `tenant`, integrating first if it is below `size`.
@@ -209,22 +214,23 @@ impl Ledger {
     }
 
     /// One background round: integrate every tenant, then sign for those that grew and have not
-    /// been signed for [`SIGN_EVERY`] (all of them when `flush`).
-    async fn round(&self, dirty: &mut HashMap<TenantId, bool>, last: &mut HashMap<TenantId, i64>) {
+    /// been signed for [`SIGN_EVERY`].
+    async fn round(&self, dirty: &mut HashSet<TenantId>, last: &mut HashMap<TenantId, Instant>) {
         match self.inner.store.integrate().await {
             Ok(grown) => {
-                for (tenant, _) in grown {
-                    dirty.insert(tenant, true);
-                }
+                dirty.extend(grown.into_iter().map(|(tenant, _)| tenant));
             }
             Err(e) => tracing::warn!(error = %e, "ledger integration failed; retrying"),
         }
-        let now = self.inner.clock.now_ms();
-        let every = i64::try_from(SIGN_EVERY.as_millis()).unwrap_or(i64::MAX);
+        // Pacing uses the monotonic clock; the injected clock only stamps `signed_at`.
+        let now = Instant::now();
         let due: Vec<TenantId> = dirty
             .iter()
-            .filter(|(t, flush)| **flush && last.get(*t).is_none_or(|at| now - at >= every))
-            .map(|(t, _)| t.clone())
+            .filter(|t| {
+                last.get(*t)
+                    .is_none_or(|at| now.duration_since(*at) >= SIGN_EVERY)
+            })
+            .cloned()
             .collect();
         for tenant in due {
             match self.signed_head(&tenant).await {
@@ -254,8 +260,8 @@ impl Ledger {
         let ledger = self.clone();
         let (stop, mut stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            let mut dirty: HashMap<TenantId, bool> = HashMap::new();
-            let mut last: HashMap<TenantId, i64> = HashMap::new();
+            let mut dirty: HashSet<TenantId> = HashSet::new();
+            let mut last: HashMap<TenantId, Instant> = HashMap::new();
             let mut tick = tokio::time::interval(INTEGRATE_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -311,11 +317,7 @@ fn issuer_host(issuer: &str) -> String {
         && host
             .chars()
             .all(|c| c.is_ascii_graphic() && c != '+' && c != '/');
-    if usable {
-        host
-    } else {
-        "mandate.local".into()
-    }
+    if usable { host } else { "mandate.local".into() }
 }
 
 fn internal(what: &str, e: &dyn std::fmt::Display) -> ApiError {
@@ -346,7 +348,10 @@ mod tests {
     #[test]
     fn origin_host_drops_scheme_port_and_path() {
         assert_eq!(issuer_host("http://127.0.0.1:8080"), "127.0.0.1");
-        assert_eq!(issuer_host("https://Auth.Example.com/tenant/x"), "auth.example.com");
+        assert_eq!(
+            issuer_host("https://Auth.Example.com/tenant/x"),
+            "auth.example.com"
+        );
         assert_eq!(issuer_host("http://[::1]:9000"), "[::1]");
         assert_eq!(issuer_host("https://"), "mandate.local");
         assert_eq!(issuer_host("http://a+b"), "mandate.local");

@@ -8,6 +8,7 @@
 //! What it must not do: log secrets, API keys or private keys; answer a mutation before its
 //! receipt is durable; build an error response anywhere but [`error`].
 
+pub mod checkpoints;
 pub mod error;
 pub mod extract;
 pub mod keys;
@@ -27,13 +28,14 @@ use mandate_core::id::{HumanId, TenantId};
 use mandate_core::identity::TrustDomain;
 use mandate_core::receipt::{Actor, Event, EventKind, Outcome};
 use mandate_core::scope::ScopeLimits;
+use mandate_store::sqlite::ledger::{LedgerOptions, SqliteLedger};
 use mandate_store::sqlite::{SqliteOptions, SqliteStore};
 use mandate_store::{Human, HumanStatus, Mutation, NewApiKey, Role, Store, SystemClock, Tenant};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
 use crate::error::{ApiError, ProblemKind};
-use crate::routes::{agents, humans, ledger, mandates, oauth, public};
+use crate::routes::{agents, humans, ledger, mandates, oauth, proofs, public};
 pub use crate::state::AppState;
 
 /// Settings of `mandate serve`.
@@ -136,9 +138,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let addr = listener
         .local_addr()
         .map_err(|e| ServerError::new(format!("no local address: {e}")))?;
-    let (state, bootstrap_key) = open(&config, addr).await?;
+    let (state, bootstrap_key, ledger) = open(&config, addr).await?;
     let issuer = state.issuer.to_string();
-    let app = router(state);
+    let background = ledger.spawn();
+    let app = router(state).layer(axum::Extension(ledger));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let result = axum::serve(listener, app)
@@ -149,6 +152,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         if let Err(e) = result {
             tracing::error!(error = %e, "server stopped");
         }
+        background.stop().await;
     });
     Ok(RunningServer {
         addr,
@@ -190,7 +194,7 @@ pub async fn serve(
 async fn open(
     config: &ServerConfig,
     addr: SocketAddr,
-) -> Result<(AppState, Option<String>), ServerError> {
+) -> Result<(AppState, Option<String>, checkpoints::Ledger), ServerError> {
     create_private_dir(&config.data_dir)?;
     let db_path = match config.database_url.as_deref() {
         None => config.data_dir.join("mandate.db"),
@@ -246,7 +250,15 @@ async fn open(
         limits: Arc::new(ScopeLimits::default()),
     };
     let generated = bootstrap(&state, config.bootstrap_key.as_deref()).await?;
-    Ok((state, generated))
+    let ledger_store = SqliteLedger::open(LedgerOptions::new(&db_path))
+        .map_err(|e| ServerError::new(format!("cannot open `{}`: {e}", db_path.display())))?;
+    let ledger = checkpoints::Ledger::new(
+        Arc::new(ledger_store),
+        Arc::clone(&state.keys),
+        Arc::clone(&state.clock),
+        &state.issuer,
+    );
+    Ok((state, generated, ledger))
 }
 
 fn create_private_dir(dir: &std::path::Path) -> Result<(), ServerError> {
@@ -373,6 +385,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/gates/{id}", get(agents::show_gate))
         .route("/v1/receipts", get(ledger::list_receipts))
+        .route("/v1/ledger/checkpoint", get(proofs::checkpoint))
+        .route("/v1/ledger/proof/inclusion", get(proofs::inclusion))
+        .route("/v1/ledger/proof/consistency", get(proofs::consistency))
+        .route("/v1/ledger/verifier-key", get(proofs::verifier_key))
         .route("/v1/mandates", post(mandates::create_mandate))
         .route("/v1/delegations/{id}", get(mandates::show_delegation))
         .route(
@@ -390,6 +406,7 @@ pub fn router(state: AppState) -> Router {
             post(humans::rotate_signing_keys),
         )
         .route("/statuslists/{n}", get(oauth::status_list))
+        .route("/v1/events", get(routes::events::events))
         .route("/oauth2/token", post(oauth::token))
         .route("/oauth2/introspect", post(oauth::introspect))
         .route("/oauth2/revoke", post(oauth::revoke))

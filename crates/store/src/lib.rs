@@ -51,6 +51,10 @@ pub trait Store: Send + Sync + 'static {
         receipts: Vec<(TenantId, Event)>,
     ) -> Result<Applied, StoreError>;
 
+    /// Every receipt committed from now on, in commit order, as soon as it is durable (for event
+    /// streams). A lagging receiver misses events and must re-read the ledger.
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<CommittedReceipt>;
+
     /// Whether no tenant exists yet (first start).
     async fn is_empty(&self) -> Result<bool, StoreError>;
 

@@ -513,3 +513,16 @@ pub struct TokenView {
     /// The agent the token was issued to.
     pub agent: Agent,
 }
+
+/// A receipt that has just become durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedReceipt {
+    /// Its tenant's chain.
+    pub tenant: TenantId,
+    /// Position in the chain.
+    pub seq: u64,
+    /// Kind.
+    pub kind: mandate_core::receipt::EventKind,
+    /// The canonical receipt text.
+    pub body: std::sync::Arc<str>,
+}

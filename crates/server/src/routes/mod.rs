@@ -1,10 +1,12 @@
 //! HTTP routes: the admin API (`/v1/…`), the ledger, and public metadata.
 
 pub mod agents;
+pub mod events;
 pub mod humans;
 pub mod ledger;
 pub mod mandates;
 pub mod oauth;
+pub mod proofs;
 pub mod public;
 
 use axum::extract::{FromRequestParts, Query};

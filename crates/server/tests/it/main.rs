@@ -10,6 +10,7 @@
 mod admin;
 mod bad_input;
 mod delegation;
+mod events;
 mod harness;
 mod interop;
 mod isolation;

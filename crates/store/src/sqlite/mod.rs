@@ -23,9 +23,9 @@ use rusqlite::{Connection, OpenFlags, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    Agent, AgentFilter, AgentStatus, Applied, Client, Clock, Delegation, DelegationTree, Gate,
-    Human, KeyRecord, Mutation, Page, Principal, Store, StoreError, StoredReceipt, Tenant,
-    TokenView,
+    Agent, AgentFilter, AgentStatus, Applied, Client, Clock, CommittedReceipt, Delegation,
+    DelegationTree, Gate, Human, KeyRecord, Mutation, Page, Principal, Store, StoreError,
+    StoredReceipt, Tenant, TokenView,
 };
 
 /// Options of the SQLite engine.
@@ -53,6 +53,7 @@ impl SqliteOptions {
 /// The SQLite engine.
 pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
+    committed: tokio::sync::broadcast::Sender<CommittedReceipt>,
     readers: Arc<ReadPool>,
 }
 
@@ -69,13 +70,16 @@ impl SqliteStore {
         schema::migrate(&conn)?;
         restrict_permissions(&options.path);
         let (tx, rx) = mpsc::channel::<Job>(16_384);
+        let (committed, _) = tokio::sync::broadcast::channel(8_192);
+        let publisher = committed.clone();
         let max_batch = options.max_batch.max(1);
         std::thread::Builder::new()
             .name("mandate-ledger-writer".into())
-            .spawn(move || Writer::new(conn, clock).run(rx, max_batch))
+            .spawn(move || Writer::new(conn, clock, publisher).run(rx, max_batch))
             .map_err(|e| StoreError::Unavailable(format!("cannot start writer: {e}")))?;
         Ok(Self {
             jobs: tx,
+            committed,
             readers: Arc::new(ReadPool {
                 path: options.path,
                 idle: Mutex::new(Vec::new()),
@@ -140,6 +144,10 @@ impl Store for SqliteStore {
         answer
             .await
             .map_err(|_| StoreError::Unavailable("the ledger writer has stopped".into()))?
+    }
+
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<CommittedReceipt> {
+        self.committed.subscribe()
     }
 
     async fn is_empty(&self) -> Result<bool, StoreError> {
@@ -344,15 +352,24 @@ struct Writer {
     clock: Arc<dyn Clock>,
     heads: HashMap<TenantId, Head>,
     last_purge: i64,
+    publisher: tokio::sync::broadcast::Sender<CommittedReceipt>,
+    /// Receipts sealed in the open transaction, published after COMMIT.
+    sealed: Vec<CommittedReceipt>,
 }
 
 impl Writer {
-    fn new(conn: Connection, clock: Arc<dyn Clock>) -> Self {
+    fn new(
+        conn: Connection,
+        clock: Arc<dyn Clock>,
+        publisher: tokio::sync::broadcast::Sender<CommittedReceipt>,
+    ) -> Self {
         Self {
             conn,
             clock,
             heads: HashMap::new(),
             last_purge: 0,
+            publisher,
+            sealed: Vec::new(),
         }
     }
 
@@ -399,12 +416,17 @@ impl Writer {
         match committed {
             Ok(()) => {
                 self.heads.extend(pending);
+                for r in self.sealed.drain(..) {
+                    // No subscriber is fine.
+                    let _ = self.publisher.send(r);
+                }
                 for (job, result) in batch.drain(..).zip(results) {
                     let _ = job.reply.send(result);
                 }
             }
             Err(err) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
+                self.sealed.clear();
                 // Heads may have been partially read from a rolled-back state: reload lazily.
                 self.heads.clear();
                 for (job, result) in batch.drain(..).zip(results) {
@@ -427,6 +449,7 @@ impl Writer {
         self.conn
             .execute_batch("SAVEPOINT job")
             .map_err(unavailable)?;
+        let sealed_before = self.sealed.len();
         let saved: Vec<(TenantId, Option<Head>)> = receipts
             .iter()
             .map(|(t, _)| (t.clone(), pending.get(t).copied()))
@@ -451,6 +474,7 @@ impl Writer {
             }
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                self.sealed.truncate(sealed_before);
                 for (tenant, head) in saved.into_iter().rev() {
                     match head {
                         Some(h) => pending.insert(tenant, h),
@@ -489,6 +513,12 @@ impl Writer {
         stmt.execute(params![tenant.as_str(), seq as i64, &hash.0[..], text, at])
             .map_err(ledger_unavailable)?;
         pending.insert(tenant.clone(), Head { seq, hash, at });
+        self.sealed.push(CommittedReceipt {
+            tenant: tenant.clone(),
+            seq,
+            kind: receipt.kind,
+            body: text.into(),
+        });
         Ok((seq, hash))
     }
 }

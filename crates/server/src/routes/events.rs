@@ -1,0 +1,243 @@
+//! `GET /v1/events`: a Server-Sent Events stream of revocations, suspensions and resumptions for
+//! gates and operators, resumable with `Last-Event-ID`.
+//!
+//! The tenant's ledger *is* the event log: an event's id is its receipt's `seq`. A reconnecting
+//! client sends `Last-Event-ID` and first receives every relevant receipt after it, read from the
+//! durable ledger; then live receipts as the store commits them. A receiver that falls behind
+//! the live channel re-reads the ledger, so no event is ever skipped.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, Stream};
+use mandate_core::id::TenantId;
+use mandate_core::jose::{AssertionExpectation, JoseLimits, JwtKind, Unverified};
+use mandate_core::receipt::EventKind;
+use mandate_store::{Client, CommittedReceipt, JtiUse, Mutation};
+use sha2::{Digest, Sha256};
+use tokio::sync::broadcast;
+
+use crate::error::{ApiError, ProblemKind};
+use crate::state::AppState;
+
+/// The receipt kinds a gate must hear about.
+pub fn is_relevant(kind: EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::DelegationRevoked
+            | EventKind::TokenRevoked
+            | EventKind::AgentSuspended
+            | EventKind::AgentResumed
+            | EventKind::AgentRevoked
+            | EventKind::HumanRevoked
+            | EventKind::AgentKeyRetired
+    )
+}
+
+/// `GET /v1/events`.
+pub async fn events(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let tenant = match authenticate(&state, &headers).await {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let after = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| u64::MAX);
+    // Subscribe before reading the ledger so nothing committed in between is lost.
+    let live = state.store.subscribe();
+    let start = if after == u64::MAX {
+        // A fresh subscriber starts at the head: only what happens from now on.
+        match head(&state, &tenant).await {
+            Ok(seq) => seq,
+            Err(e) => return e.into_response(),
+        }
+    } else {
+        after
+    };
+    let stream = event_stream(state, tenant, start, live);
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+/// An API key (any role) or a gate's client assertion (`Authorization: Bearer <JWT>`, RFC 7523
+/// claims, single-use `jti`).
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<TenantId, ApiError> {
+    let unauthorized = || {
+        ApiError::new(
+            ProblemKind::Unauthorized,
+            "send an API key or a gate's client assertion as `Authorization: Bearer …`",
+        )
+    };
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(unauthorized)?;
+    let (scheme, cred) = value.split_once(' ').ok_or_else(unauthorized)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || cred.len() > 16 * 1024 {
+        return Err(unauthorized());
+    }
+    let cred = cred.trim();
+    if cred.starts_with("mnd_") {
+        let hash: [u8; 32] = Sha256::digest(cred.as_bytes()).into();
+        return match state.store.principal_by_api_key(hash).await? {
+            Some(p) => Ok(p.tenant.id),
+            None => Err(unauthorized()),
+        };
+    }
+    let unverified = Unverified::parse(cred, &JoseLimits::default()).map_err(|_| unauthorized())?;
+    let id = unverified
+        .unverified_client_id()
+        .map_err(|_| unauthorized())?
+        .to_owned();
+    let Some(Client::Gate(gate)) = state.store.client(&id).await? else {
+        return Err(unauthorized());
+    };
+    let now = state.now();
+    let verified = gate
+        .keys
+        .iter()
+        .filter(|k| k.usable(now))
+        .find_map(|k| {
+            unverified
+                .clone()
+                .verify(JwtKind::ClientAssertion, &k.jwk)
+                .ok()
+        })
+        .ok_or_else(unauthorized)?;
+    let assertion = mandate_core::jose::verify_client_assertion(
+        &verified,
+        &AssertionExpectation::new(&state.issuer, now / 1000),
+    )
+    .map_err(|_| unauthorized())?;
+    state
+        .store
+        .commit(
+            Mutation::TokenRequest {
+                jtis: vec![JtiUse {
+                    kind: "assertion",
+                    scope: assertion.client_id().to_owned(),
+                    jti: assertion.jti().to_owned(),
+                    expires_at: assertion.exp().saturating_add(60) * 1000,
+                }],
+                issue: None,
+                now,
+                seen: None,
+            },
+            vec![],
+        )
+        .await
+        .map_err(|e| match e {
+            mandate_store::StoreError::Conflict(_) => unauthorized(),
+            other => other.into(),
+        })?;
+    Ok(gate.tenant)
+}
+
+/// The seq of the tenant's newest receipt.
+async fn head(state: &AppState, tenant: &TenantId) -> Result<u64, ApiError> {
+    let mut after = 0;
+    loop {
+        let page = state.store.receipts(tenant, after, 1000).await?;
+        match page.last() {
+            Some(r) => after = r.seq,
+            None => return Ok(after),
+        }
+        if page.len() < 1000 {
+            return Ok(after);
+        }
+    }
+}
+
+enum Phase {
+    /// Reading the ledger after `seq`.
+    Replay,
+    /// Following the live channel.
+    Live,
+}
+
+struct Cursor {
+    state: AppState,
+    tenant: TenantId,
+    seq: u64,
+    live: broadcast::Receiver<CommittedReceipt>,
+    phase: Phase,
+    buffered: std::collections::VecDeque<(u64, String, String)>,
+}
+
+fn event_stream(
+    state: AppState,
+    tenant: TenantId,
+    seq: u64,
+    live: broadcast::Receiver<CommittedReceipt>,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    let cursor = Cursor {
+        state,
+        tenant,
+        seq,
+        live,
+        phase: Phase::Replay,
+        buffered: Default::default(),
+    };
+    stream::unfold(cursor, |mut c| async move {
+        loop {
+            if let Some((seq, kind, body)) = c.buffered.pop_front() {
+                let ev = SseEvent::default()
+                    .id(seq.to_string())
+                    .event(kind)
+                    .data(body);
+                return Some((Ok(ev), c));
+            }
+            match c.phase {
+                Phase::Replay => {
+                    let page = match c.state.store.receipts(&c.tenant, c.seq, 500).await {
+                        Ok(p) => p,
+                        // Storage trouble: end the stream; the client reconnects with its id.
+                        Err(_) => return None,
+                    };
+                    if page.is_empty() {
+                        c.phase = Phase::Live;
+                        continue;
+                    }
+                    for r in page {
+                        c.seq = r.seq;
+                        if let Some(kind) = relevant_kind(&r.body) {
+                            c.buffered.push_back((r.seq, kind, r.body));
+                        }
+                    }
+                }
+                Phase::Live => match c.live.recv().await {
+                    Ok(r) if r.tenant == c.tenant && r.seq > c.seq => {
+                        c.seq = r.seq;
+                        if is_relevant(r.kind) {
+                            c.buffered
+                                .push_back((r.seq, kind_name(r.kind), r.body.to_string()));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => c.phase = Phase::Replay,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+            }
+        }
+    })
+}
+
+fn relevant_kind(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let kind: EventKind = serde_json::from_value(v.get("kind")?.clone()).ok()?;
+    is_relevant(kind).then(|| kind_name(kind))
+}
+
+fn kind_name(kind: EventKind) -> String {
+    match serde_json::to_value(kind) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => "event".into(),
+    }
+}
