@@ -651,6 +651,68 @@ fn cpu_ticks(pid: &str) -> u64 {
     f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
 }
 
+/// Per-thread CPU of a process: (tid, name, ticks).
+fn thread_ticks(pid: &str) -> Vec<(u64, String, u64)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let tid = e.file_name().to_string_lossy().into_owned();
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_owned();
+        let f: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let ticks = f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0);
+        out.push((tid.parse().unwrap_or(0), name, ticks));
+    }
+    out.sort_unstable();
+    out
+}
+
+/// Server CPU over a window by thread group, in seconds. A tokio runtime names its async
+/// workers and its blocking-pool threads alike (`tokio-rt-worker`); the workers are started
+/// first, so the `workers` lowest such thread ids are counted as async workers and the rest as
+/// the blocking pool. Threads that exited during the window are missed (reported as `unattributed`).
+fn thread_groups(
+    before: &[(u64, String, u64)],
+    after: &[(u64, String, u64)],
+    workers: usize,
+    total: f64,
+    clk_tck: f64,
+) -> Value {
+    let mut groups: BTreeMap<String, f64> = BTreeMap::new();
+    let mut tokio_seen = 0;
+    for (tid, name, ticks) in after {
+        let base = before
+            .iter()
+            .find(|(t, _, _)| t == tid)
+            .map_or(0, |(_, _, b)| *b);
+        let group = if name == "tokio-rt-worker" {
+            tokio_seen += 1;
+            if tokio_seen <= workers {
+                "async workers (HTTP, handler, crypto)".to_owned()
+            } else {
+                "tokio blocking pool (store reads)".to_owned()
+            }
+        } else if name.starts_with("mandate-ledger") {
+            "ledger writer (apply, receipts, commit)".to_owned()
+        } else {
+            name.clone()
+        };
+        *groups.entry(group).or_default() += ticks.saturating_sub(base) as f64 / clk_tck;
+    }
+    let attributed: f64 = groups.values().sum();
+    if total - attributed > 0.05 {
+        groups.insert("unattributed (exited threads)".into(), total - attributed);
+    }
+    json!(groups)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Timed window
 
@@ -664,6 +726,7 @@ struct Window {
     client_cpu: f64,
     exhausted: bool,
     latencies_us: Vec<u32>,
+    threads: Value,
 }
 
 async fn window(
@@ -673,12 +736,14 @@ async fn window(
     duration: Duration,
     server_pid: &str,
     clk_tck: f64,
+    async_workers: usize,
 ) -> Window {
     let mut conns = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
         conns.push(Conn::connect(addr).await.expect("connect"));
     }
     let next = Arc::new(AtomicUsize::new(0));
+    let threads0 = thread_ticks(server_pid);
     let cpu0 = cpu_ticks(server_pid);
     let self0 = cpu_ticks("self");
     let start = Instant::now();
@@ -697,6 +762,7 @@ async fn window(
                 client_cpu: 0.0,
                 exhausted: false,
                 latencies_us: Vec::with_capacity(16_384),
+                threads: Value::Null,
             };
             loop {
                 let t = Instant::now();
@@ -747,6 +813,7 @@ async fn window(
         client_cpu: 0.0,
         exhausted: false,
         latencies_us: Vec::new(),
+        threads: Value::Null,
     };
     for t in tasks {
         let w = t.await.expect("worker");
@@ -764,6 +831,13 @@ async fn window(
     total.elapsed = start.elapsed();
     total.server_cpu = (cpu_ticks(server_pid) - cpu0) as f64 / clk_tck;
     total.client_cpu = (cpu_ticks("self") - self0) as f64 / clk_tck;
+    total.threads = thread_groups(
+        &threads0,
+        &thread_ticks(server_pid),
+        async_workers,
+        total.server_cpu,
+        clk_tck,
+    );
     total.latencies_us.sort_unstable();
     total
 }
@@ -816,12 +890,22 @@ async fn run(args: &Args) {
     let clk_tck: f64 = args.num("clk-tck", 100.0);
     let label = args.get("label").unwrap_or_else(|| target.name.clone());
     let out = args.req("out");
+    let async_workers: usize = args.num("async-workers", 2);
     let max_pool: usize = args.num("max-pool", 400_000);
     let (addr, _) = split_url(&target.token_endpoint);
 
     // Warm-up: a fixed pool, until it runs out or the warm-up time is over.
     let pool = Arc::new(presign(&target, args.num("warmup-requests", 4_000)));
-    let w = window(&addr, pool, concurrency, warmup, &pid, clk_tck).await;
+    let w = window(
+        &addr,
+        pool,
+        concurrency,
+        warmup,
+        &pid,
+        clk_tck,
+        async_workers,
+    )
+    .await;
     eprintln!(
         "[{label} c={concurrency}] warm-up: {} ok, {} errors in {:.2} s",
         w.ok,
@@ -844,7 +928,16 @@ async fn run(args: &Args) {
         let presign_s = t.elapsed().as_secs_f64();
         // Let the machine settle after signing.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let w = window(&addr, pool, concurrency, duration, &pid, clk_tck).await;
+        let w = window(
+            &addr,
+            pool,
+            concurrency,
+            duration,
+            &pid,
+            clk_tck,
+            async_workers,
+        )
+        .await;
         let secs = w.elapsed.as_secs_f64();
         let tps = w.ok as f64 / secs;
         rate = rate.max(tps);
@@ -871,6 +964,7 @@ async fn run(args: &Args) {
             "presigned": n,
             "presign_s": presign_s,
             "exhausted": w.exhausted,
+            "server_threads_cpu_s": w.threads,
             "unix_time": unix_secs(),
         });
         eprintln!(
@@ -888,6 +982,7 @@ async fn run(args: &Args) {
                 ""
             },
         );
+        eprintln!("  server CPU by thread (s): {}", w.threads);
         if let Some(e) = &w.first_error {
             eprintln!("  first error: {}", e.chars().take(400).collect::<String>());
         }

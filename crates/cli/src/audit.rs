@@ -1,7 +1,9 @@
-//! `mandate audit`: follow the receipt ledger and verify its hash chain end to end.
+//! `mandate audit`: follow the receipt ledger and verify its hash chain end to end, online or,
+//! from an export and signed checkpoints, offline (see [`crate::audit_offline`]).
 
 use std::collections::VecDeque;
 use std::io::{self, IsTerminal as _};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
@@ -10,6 +12,7 @@ use mandate_core::receipt::ChainVerifier;
 use serde_json::{Value, json};
 
 use crate::Outcome;
+use crate::audit_offline::{self, OfflineArgs};
 use crate::client::{ApiClient, ApiError, MAX_PAGE};
 use crate::output::{self, Field, Output, Render};
 
@@ -25,7 +28,31 @@ pub(crate) enum AuditCommand {
         follow: bool,
     },
     /// Re-check the hash chain of every receipt of the tenant; exits 3 if a record is bad.
-    Verify,
+    ///
+    /// With `--export`, verify a saved export entirely offline instead: the chain, its Merkle root
+    /// against a signed checkpoint, and consistency with an older checkpoint.
+    Verify(OfflineArgs),
+    /// Write every receipt of the tenant as JSON lines (the input of `audit verify --export`).
+    Export {
+        /// Write to FILE instead of standard output.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Also save the current signed checkpoint to FILE, taken before the export.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Print the tenant log's signed checkpoint (a C2SP signed note); save it to check later
+    /// exports against.
+    Checkpoint {
+        /// The checkpoint at this tree size instead of the current one.
+        #[arg(long, value_name = "N")]
+        size: Option<u64>,
+        /// Write the note to FILE.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Print the note verifier key that checks this tenant's checkpoints.
+    VerifierKey,
 }
 
 const RECEIPTS: &[&str] = &["v1", "receipts"];
@@ -49,7 +76,15 @@ const TAIL: &[(Field, usize)] = &[
 pub(crate) async fn run(api: &ApiClient, out: &Output, cmd: AuditCommand) -> Result<Outcome> {
     match cmd {
         AuditCommand::Tail { count, follow } => tail(api, out, count, follow).await,
-        AuditCommand::Verify => verify(api, out).await,
+        AuditCommand::Verify(args) if args.export.is_some() => audit_offline::verify(out, &args),
+        AuditCommand::Verify(_) => verify(api, out).await,
+        AuditCommand::Export { output, checkpoint } => {
+            audit_offline::export(api, output.as_deref(), checkpoint.as_deref()).await
+        }
+        AuditCommand::Checkpoint { size, output } => {
+            audit_offline::checkpoint(api, out, size, output.as_deref()).await
+        }
+        AuditCommand::VerifierKey => audit_offline::verifier_key(api, out).await,
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod agent;
 mod audit;
+mod audit_offline;
 mod client;
 mod gate;
 mod human;

@@ -72,6 +72,9 @@ pub enum EventKind {
     /// An access token was revoked.
     #[serde(rename = "token.revoked")]
     TokenRevoked,
+    /// A tenant was revoked with everything in it.
+    #[serde(rename = "tenant.revoked")]
+    TenantRevoked,
     /// The server's signing keys were rotated.
     #[serde(rename = "server.signing_key_rotated")]
     SigningKeyRotated,

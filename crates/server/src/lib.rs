@@ -407,6 +407,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/statuslists/{n}", get(oauth::status_list))
         .route("/v1/events", get(routes::events::events))
+        .route("/v1/tenants/{id}/revoke", post(humans::revoke_tenant))
+        .route("/v1/tokens/{jti}/revoke", post(mandates::revoke_token))
         .route("/oauth2/token", post(oauth::token))
         .route("/oauth2/introspect", post(oauth::introspect))
         .route("/oauth2/revoke", post(oauth::revoke))

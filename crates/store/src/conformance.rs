@@ -199,6 +199,7 @@ async fn agent_lifecycle(store: Arc<dyn Store>) {
                     tenant: tenant.id.clone(),
                     id: a.id.clone(),
                     to,
+                    at: 0,
                 },
                 vec![(tenant.id.clone(), ev())],
             )
@@ -292,6 +293,7 @@ async fn tenants_are_isolated(store: Arc<dyn Store>) {
                 tenant: tb.id.clone(),
                 id: a.id.clone(),
                 to: AgentTransition::Revoke,
+                at: 0,
             },
             vec![(tb.id.clone(), event(EventKind::AgentRevoked, "x".into()))],
         )

@@ -264,6 +264,8 @@ pub enum Mutation {
         id: AgentId,
         /// The transition.
         to: AgentTransition,
+        /// Unix ms.
+        at: i64,
     },
     /// Add a key to an agent that is not revoked.
     AddAgentKey {
@@ -341,6 +343,14 @@ pub enum Mutation {
         tenant: TenantId,
         /// Delegation.
         id: DelegationId,
+        /// Unix ms.
+        at: i64,
+    },
+    /// Revoke a whole tenant (never the operator tenant): humans, API keys, agents,
+    /// delegations and tokens.
+    RevokeTenant {
+        /// Tenant.
+        tenant: TenantId,
         /// Unix ms.
         at: i64,
     },

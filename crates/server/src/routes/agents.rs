@@ -214,6 +214,7 @@ pub async fn transition_agent(
                 tenant: agent.tenant.clone(),
                 id: agent.id.clone(),
                 to,
+                at: state.now(),
             },
             vec![(agent.tenant.clone(), ev)],
         )

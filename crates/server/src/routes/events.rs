@@ -35,6 +35,7 @@ pub fn is_relevant(kind: EventKind) -> bool {
             | EventKind::AgentRevoked
             | EventKind::HumanRevoked
             | EventKind::AgentKeyRetired
+            | EventKind::TenantRevoked
     )
 }
 

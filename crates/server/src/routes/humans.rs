@@ -388,3 +388,71 @@ pub async fn rotate_signing_keys(
         "retiring": {"kid": r.retiring.0, "until": views::time(r.retiring.1)},
     })))
 }
+
+/// `POST /v1/tenants/{id}/revoke`: operator owners only; revokes everything of the tenant
+/// (humans and their API keys, agents, delegations, tokens), atomically. Never the operator
+/// tenant itself.
+pub async fn revoke_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    StrictJson {
+        value: body,
+        request_hash,
+    }: StrictJson<ReasonBody>,
+) -> Result<Json<Value>, ApiError> {
+    let not_found = || {
+        ApiError::not_found(format!(
+            "tenant `{}`",
+            id.chars().take(64).collect::<String>()
+        ))
+    };
+    if !(caller.0.tenant.operator && caller.0.human.role == Role::Owner) {
+        // Other tenants do not exist for anyone else.
+        return Err(not_found());
+    }
+    let tid = TenantId::parse(&id).map_err(|_| not_found())?;
+    let tenant = state.store.tenant(&tid).await?.ok_or_else(not_found)?;
+    let reasons = body.reasons()?;
+    let resource = format!("tenants/{}", tenant.id);
+    let receipts = vec![
+        (
+            tenant.id.clone(),
+            human_event(
+                &caller,
+                EventKind::TenantRevoked,
+                "revoke",
+                resource.clone(),
+                request_hash.clone(),
+                reasons.clone(),
+            ),
+        ),
+        (
+            caller.0.tenant.id.clone(),
+            human_event(
+                &caller,
+                EventKind::TenantRevoked,
+                "revoke",
+                resource,
+                request_hash,
+                reasons,
+            ),
+        ),
+    ];
+    let applied = state
+        .commit(
+            Mutation::RevokeTenant {
+                tenant: tenant.id.clone(),
+                at: state.now(),
+            },
+            receipts,
+        )
+        .await?;
+    let n = match applied.value {
+        AppliedValue::Count(n) => n,
+        _ => 0,
+    };
+    Ok(Json(
+        json!({"tenant": views::tenant(&tenant), "status": "revoked", "revoked_delegations": n}),
+    ))
+}

@@ -534,3 +534,50 @@ pub async fn agent_delegations(
         "out": outgoing.iter().map(views::delegation).collect::<Vec<_>>(),
     })))
 }
+
+/// `POST /v1/tokens/{jti}/revoke`: an owner or admin revokes one token of their tenant.
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(jti): Path<String>,
+    StrictJson {
+        value: body,
+        request_hash,
+    }: StrictJson<ReasonBody>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_writer()?;
+    let not_found = || {
+        ApiError::not_found(format!(
+            "token `{}`",
+            jti.chars().take(64).collect::<String>()
+        ))
+    };
+    if jti.len() > 128 {
+        return Err(not_found());
+    }
+    let view = state.store.token(&jti).await?.ok_or_else(not_found)?;
+    if view.token.tenant != caller.0.tenant.id {
+        return Err(not_found());
+    }
+    let mut ev = human_event(
+        &caller,
+        EventKind::TokenRevoked,
+        "revoke",
+        format!("tokens/{jti}"),
+        request_hash,
+        body.reasons()?,
+    );
+    ev.token = Some(jti.clone());
+    ev.delegation = Some(view.token.delegation.to_string());
+    state
+        .commit(
+            Mutation::RevokeToken {
+                tenant: view.token.tenant.clone(),
+                jti: jti.clone(),
+                at: state.now(),
+            },
+            vec![(view.token.tenant.clone(), ev)],
+        )
+        .await?;
+    Ok(Json(json!({"jti": jti, "status": "revoked"})))
+}

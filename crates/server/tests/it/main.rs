@@ -15,6 +15,8 @@ mod harness;
 mod interop;
 mod isolation;
 mod mandates;
+mod proofs;
 mod public;
+mod revocation;
 mod status;
 mod tokens;

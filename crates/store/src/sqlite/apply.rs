@@ -38,7 +38,9 @@ pub(crate) fn apply(c: &Connection, mutation: Mutation) -> Result<AppliedValue, 
             insert_agent(c, &a)?;
             Ok(AppliedValue::Agent(a))
         }
-        Mutation::TransitionAgent { tenant, id, to } => transition_agent(c, &tenant, &id, to),
+        Mutation::TransitionAgent { tenant, id, to, at } => {
+            transition_agent(c, &tenant, &id, to, at)
+        }
         Mutation::AddAgentKey {
             tenant,
             agent,
@@ -126,8 +128,37 @@ pub(crate) fn apply(c: &Connection, mutation: Mutation) -> Result<AppliedValue, 
             Ok(AppliedValue::Count(n as u64))
         }
         Mutation::RevokeDelegation { tenant, id, at } => revoke_delegation(c, &tenant, &id, at),
+        Mutation::RevokeTenant { tenant, at } => revoke_tenant(c, &tenant, at),
         Mutation::Record => Ok(AppliedValue::None),
     }
+}
+
+/// Everything of a tenant: humans and their API keys, agents, delegations, tokens.
+fn revoke_tenant(c: &Connection, tenant: &TenantId, at: i64) -> Result<AppliedValue, StoreError> {
+    let t = read::tenant(c, tenant)?
+        .ok_or_else(|| StoreError::NotFound(format!("tenant `{tenant}`")))?;
+    if t.operator {
+        return Err(StoreError::Conflict(
+            "the operator tenant cannot be revoked".into(),
+        ));
+    }
+    let n = c
+        .execute(
+            "UPDATE delegations SET status = 'revoked', revoked_at = ?2 WHERE tenant = ?1 \
+             AND status = 'active'",
+            params![tenant.as_str(), at],
+        )
+        .map_err(unavailable)?;
+    for sql in [
+        "UPDATE tokens SET status = 'revoked', revoked_at = ?2 WHERE tenant = ?1 AND status = 'active'",
+        "UPDATE agents SET status = 'revoked' WHERE tenant = ?1 AND status != 'revoked' AND ?2 = ?2",
+        "UPDATE humans SET status = 'revoked', revoked_at = ?2 WHERE tenant = ?1 AND status = 'active'",
+        "UPDATE api_keys SET status = 'revoked' WHERE tenant = ?1 AND ?2 = ?2",
+    ] {
+        c.execute(sql, params![tenant.as_str(), at])
+            .map_err(unavailable)?;
+    }
+    Ok(AppliedValue::Count(n as u64))
 }
 
 fn insert_delegation(c: &Connection, d: &Delegation) -> Result<(), StoreError> {
@@ -377,8 +408,51 @@ fn revoke_human(
         params![tenant.as_str(), id.as_str()],
     )
     .map_err(unavailable)?;
+    // DESIGN §5: every mandate the human made, and everything below it.
+    revoke_subtrees(
+        c,
+        tenant,
+        "SELECT id FROM delegations WHERE tenant = ?1 AND delegator_kind = 'human' \
+         AND delegator = ?2",
+        id.as_str(),
+        at,
+    )?;
     human.status = HumanStatus::Revoked;
     Ok(AppliedValue::Human(human))
+}
+
+/// Revokes every delegation selected by `roots` (SQL selecting ids, with `?1` = tenant and `?2`
+/// = one parameter) and all their descendants, and every token under them. Returns how many
+/// delegations changed.
+fn revoke_subtrees(
+    c: &Connection,
+    tenant: &TenantId,
+    roots: &str,
+    param: &str,
+    at: i64,
+) -> Result<u64, StoreError> {
+    let subtree = format!(
+        "WITH RECURSIVE sub(id) AS ({roots} UNION ALL \
+         SELECT d.id FROM delegations d JOIN sub ON d.parent = sub.id)"
+    );
+    let n = c
+        .execute(
+            &format!(
+                "{subtree} UPDATE delegations SET status = 'revoked', revoked_at = ?3 \
+                 WHERE tenant = ?1 AND id IN (SELECT id FROM sub) AND status = 'active'"
+            ),
+            params![tenant.as_str(), param, at],
+        )
+        .map_err(unavailable)?;
+    c.execute(
+        &format!(
+            "{subtree} UPDATE tokens SET status = 'revoked', revoked_at = ?3 \
+             WHERE tenant = ?1 AND delegation IN (SELECT id FROM sub) AND status = 'active'"
+        ),
+        params![tenant.as_str(), param, at],
+    )
+    .map_err(unavailable)?;
+    Ok(n as u64)
 }
 
 fn insert_agent(c: &Connection, a: &Agent) -> Result<(), StoreError> {
@@ -449,6 +523,7 @@ fn transition_agent(
     tenant: &TenantId,
     id: &AgentId,
     to: AgentTransition,
+    at: i64,
 ) -> Result<AppliedValue, StoreError> {
     let mut agent = existing_agent(c, tenant, id)?;
     let next = match (agent.status, to) {
@@ -481,6 +556,16 @@ fn transition_agent(
         params![tenant.as_str(), id.as_str(), enum_to(next)],
     )
     .map_err(unavailable)?;
+    if next == AgentStatus::Revoked {
+        // DESIGN §5: every delegation to the agent, and everything below it.
+        revoke_subtrees(
+            c,
+            tenant,
+            "SELECT id FROM delegations WHERE tenant = ?1 AND delegate = ?2",
+            id.as_str(),
+            at,
+        )?;
+    }
     agent.status = next;
     Ok(AppliedValue::Agent(agent))
 }
@@ -533,6 +618,13 @@ fn retire_agent_key(
         "UPDATE keys SET status = 'retired', retired_at = ?4 WHERE tenant = ?1 AND owner = ?2 \
          AND kid = ?3",
         params![tenant.as_str(), agent.as_str(), kid, at],
+    )
+    .map_err(unavailable)?;
+    // DESIGN §5: tokens bound to the key stop working with it.
+    c.execute(
+        "UPDATE tokens SET status = 'revoked', revoked_at = ?3 WHERE tenant = ?1 AND jkt = ?2 \
+         AND status = 'active'",
+        params![tenant.as_str(), kid, at],
     )
     .map_err(unavailable)?;
     let mut key = key.clone();
