@@ -651,6 +651,21 @@ fn cpu_ticks(pid: &str) -> u64 {
     f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
 }
 
+/// Machine-wide (busy, total) jiffies from the `cpu` line of `/proc/stat`; busy excludes idle
+/// and iowait.
+fn machine_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let line = stat.lines().next().unwrap_or("");
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
 /// Per-thread CPU of a process: (tid, name, ticks).
 fn thread_ticks(pid: &str) -> Vec<(u64, String, u64)> {
     let mut out = Vec::new();
@@ -727,6 +742,7 @@ struct Window {
     exhausted: bool,
     latencies_us: Vec<u32>,
     threads: Value,
+    machine_busy_cores: f64,
 }
 
 async fn window(
@@ -745,6 +761,7 @@ async fn window(
     let next = Arc::new(AtomicUsize::new(0));
     let threads0 = thread_ticks(server_pid);
     let cpu0 = cpu_ticks(server_pid);
+    let machine0 = machine_ticks();
     let self0 = cpu_ticks("self");
     let start = Instant::now();
     let deadline = start + duration;
@@ -763,6 +780,7 @@ async fn window(
                 exhausted: false,
                 latencies_us: Vec::with_capacity(16_384),
                 threads: Value::Null,
+                machine_busy_cores: 0.0,
             };
             loop {
                 let t = Instant::now();
@@ -814,6 +832,7 @@ async fn window(
         exhausted: false,
         latencies_us: Vec::new(),
         threads: Value::Null,
+        machine_busy_cores: 0.0,
     };
     for t in tasks {
         let w = t.await.expect("worker");
@@ -830,6 +849,9 @@ async fn window(
     }
     total.elapsed = start.elapsed();
     total.server_cpu = (cpu_ticks(server_pid) - cpu0) as f64 / clk_tck;
+    let machine1 = machine_ticks();
+    total.machine_busy_cores =
+        (machine1.0 - machine0.0) as f64 / clk_tck / total.elapsed.as_secs_f64();
     total.client_cpu = (cpu_ticks("self") - self0) as f64 / clk_tck;
     total.threads = thread_groups(
         &threads0,
@@ -922,7 +944,7 @@ async fn run(args: &Args) {
     let mut rate = w.ok as f64 / w.elapsed.as_secs_f64();
 
     for r in 1..=runs {
-        let n = ((rate * duration.as_secs_f64() * 1.5) as usize + 4 * concurrency).min(max_pool);
+        let n = ((rate * duration.as_secs_f64() * 2.5) as usize + 4 * concurrency).min(max_pool);
         let t = Instant::now();
         let pool = Arc::new(presign(&target, n));
         let presign_s = t.elapsed().as_secs_f64();
@@ -959,6 +981,8 @@ async fn run(args: &Args) {
             "server_cores_busy": w.server_cpu / secs,
             "tokens_per_server_cpu_s": per_cpu,
             "client_cpu_s": w.client_cpu,
+            "machine_busy_cores": w.machine_busy_cores,
+            "other_processes_cores": (w.machine_busy_cores - (w.server_cpu + w.client_cpu) / secs).max(0.0),
             "p50_ms": percentile_ms(&w.latencies_us, 0.5),
             "p99_ms": percentile_ms(&w.latencies_us, 0.99),
             "presigned": n,
@@ -982,7 +1006,13 @@ async fn run(args: &Args) {
                 ""
             },
         );
-        eprintln!("  server CPU by thread (s): {}", w.threads);
+        eprintln!(
+            "  server CPU by thread (s): {}; machine busy {:.2} of {} cores (other processes {:.2})",
+            w.threads,
+            w.machine_busy_cores,
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            (w.machine_busy_cores - (w.server_cpu + w.client_cpu) / secs).max(0.0),
+        );
         if let Some(e) = &w.first_error {
             eprintln!("  first error: {}", e.chars().take(400).collect::<String>());
         }

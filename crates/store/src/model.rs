@@ -354,6 +354,8 @@ pub enum Mutation {
         /// Unix ms.
         at: i64,
     },
+    /// Several mutations, all or none, in order.
+    Batch(Vec<Mutation>),
     /// Nothing but the receipts.
     Record,
 }

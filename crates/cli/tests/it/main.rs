@@ -13,3 +13,4 @@ mod commands;
 mod crash;
 mod proc;
 mod support;
+mod tamper;

@@ -911,32 +911,25 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Byt
                 None,
             ),
         };
-        let mut m = mutation;
         let receipts = match (tenant, event) {
             (Some(t), Some(e)) => vec![(t, e)],
             _ => vec![],
         };
-        // Consume the assertion in the same commit as the revocation.
+        // One commit: the assertion is consumed and the token revoked together, or neither.
+        let consume = Mutation::TokenRequest {
+            jtis: auth.jtis.clone(),
+            issue: None,
+            now: state.now(),
+            seen: None,
+        };
         state
             .store
-            .commit(
-                Mutation::TokenRequest {
-                    jtis: auth.jtis.clone(),
-                    issue: None,
-                    now: state.now(),
-                    seen: None,
-                },
-                vec![],
-            )
+            .commit(Mutation::Batch(vec![consume, mutation]), receipts)
             .await
             .map_err(|e| match e {
                 StoreError::Conflict(msg) => conflict_error(&msg),
                 other => other.into(),
             })?;
-        if !receipts.is_empty() {
-            let taken = std::mem::replace(&mut m, Mutation::Record);
-            state.store.commit(taken, receipts).await?;
-        }
         Ok(no_store(json!({})))
     }
     .await;

@@ -15,6 +15,7 @@ mod harness;
 mod interop;
 mod isolation;
 mod mandates;
+mod model;
 mod proofs;
 mod public;
 mod revocation;

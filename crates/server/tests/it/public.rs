@@ -127,7 +127,9 @@ async fn openapi_documents_every_served_route() {
             let concrete = path
                 .replace("{action}", "suspend")
                 .replace("{id}", "agt_00000000000000000000000000")
-                .replace("{kid}", "k");
+                .replace("{kid}", "k")
+                .replace("{jti}", "x")
+                .replace("{n}", "0");
             let r = s.call(m.clone(), &concrete, None, None).await;
             assert!(
                 r.status != 404 || r.body["detail"] != "route not found",

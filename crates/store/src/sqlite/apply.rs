@@ -129,6 +129,13 @@ pub(crate) fn apply(c: &Connection, mutation: Mutation) -> Result<AppliedValue, 
         }
         Mutation::RevokeDelegation { tenant, id, at } => revoke_delegation(c, &tenant, &id, at),
         Mutation::RevokeTenant { tenant, at } => revoke_tenant(c, &tenant, at),
+        Mutation::Batch(all) => {
+            let mut last = AppliedValue::None;
+            for m in all {
+                last = apply(c, m)?;
+            }
+            Ok(last)
+        }
         Mutation::Record => Ok(AppliedValue::None),
     }
 }
