@@ -4,9 +4,9 @@ and activities, in % of server samples and in µs of server CPU per issued token
 
     perf script -i perf.data -F tid,comm,ip,sym | bench/tokens/profile.py --us-per-token 1100
 
-Thread groups: the ledger writer (`mandate-ledger-writer`), the async workers (the lowest
-`--async-workers` ids among `tokio-rt-worker` threads: tokio starts them first) and the tokio
-blocking pool (every other `tokio-rt-worker`: store reads run there through spawn_blocking).
+Thread groups: the ledger writer (`mandate-ledger-writer`), the async workers and the tokio
+blocking pool (both named `tokio-rt-worker`; told apart by their stacks: store reads run in the
+blocking pool through spawn_blocking).
 Activities: the first rule below that matches any frame of the sample's stack, in rule order.
 """
 import argparse
@@ -61,12 +61,19 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--us-per-token", type=float, default=0.0,
                     help="measured server CPU per token (µs), to convert shares to µs")
-    ap.add_argument("--async-workers", type=int, default=2)
     args = ap.parse_args()
 
     samples = list(parse(sys.stdin))
-    tokio_tids = sorted({s["tid"] for s in samples if s["comm"].startswith("tokio-rt-worker")})
-    workers = set(tokio_tids[: args.async_workers])
+    # A tokio runtime names its async workers and its blocking-pool threads alike: classify each
+    # thread by what its samples show.
+    evidence = defaultdict(Counter)
+    for s in samples:
+        stack = "\n".join(s["frames"])
+        if "blocking::pool" in stack or "BlockingTask" in stack:
+            evidence[s["tid"]]["blocking"] += 1
+        elif "multi_thread::worker" in stack or "hyper::" in stack or "mandate_server::routes" in stack:
+            evidence[s["tid"]]["async"] += 1
+    workers = {t for t, c in evidence.items() if c["async"] > c["blocking"]}
 
     def group(s):
         if s["comm"].startswith("mandate-ledger"):

@@ -72,7 +72,8 @@ echo "== start Mandate =="
 DATA=$OUT/mandate-data
 rm -rf "$DATA"
 ADMIN_KEY="mnd_bench_$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-MANDATE_BOOTSTRAP_KEY=$ADMIN_KEY MANDATE_LOG=${MANDATE_LOG:-warn} \
+# Default logging (`info`; MANDATE_LOG overrides): what an operator runs.
+MANDATE_BOOTSTRAP_KEY=$ADMIN_KEY \
   "$BIN/mandate" serve --listen "127.0.0.1:$MANDATE_PORT" --data "$DATA" \
   --issuer "http://127.0.0.1:$MANDATE_PORT" >"$OUT/mandate.log" 2>&1 &
 MANDATE_PID=$!

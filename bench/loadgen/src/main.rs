@@ -651,6 +651,16 @@ fn cpu_ticks(pid: &str) -> u64 {
     f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
 }
 
+/// Bytes the process caused to be written to storage (`write_bytes` of `/proc/<pid>/io`).
+fn write_bytes(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("write_bytes: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// Machine-wide (busy, total) jiffies from the `cpu` line of `/proc/stat`; busy excludes idle
 /// and iowait.
 fn machine_ticks() -> (u64, u64) {
@@ -666,8 +676,8 @@ fn machine_ticks() -> (u64, u64) {
     (total - idle, total)
 }
 
-/// Per-thread CPU of a process: (tid, name, ticks).
-fn thread_ticks(pid: &str) -> Vec<(u64, String, u64)> {
+/// Per-thread CPU of a process: (start time, tid, name, ticks), oldest thread first.
+fn thread_ticks(pid: &str) -> Vec<(u64, u64, String, u64)> {
     let mut out = Vec::new();
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return out;
@@ -683,7 +693,9 @@ fn thread_ticks(pid: &str) -> Vec<(u64, String, u64)> {
         let name = stat[open + 1..close].to_owned();
         let f: Vec<&str> = stat[close + 2..].split(' ').collect();
         let ticks = f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0);
-        out.push((tid.parse().unwrap_or(0), name, ticks));
+        // Field 22 (starttime) → index 19.
+        let start = f[19].parse::<u64>().unwrap_or(0);
+        out.push((start, tid.parse().unwrap_or(0), name, ticks));
     }
     out.sort_unstable();
     out
@@ -691,22 +703,22 @@ fn thread_ticks(pid: &str) -> Vec<(u64, String, u64)> {
 
 /// Server CPU over a window by thread group, in seconds. A tokio runtime names its async
 /// workers and its blocking-pool threads alike (`tokio-rt-worker`); the workers are started
-/// first, so the `workers` lowest such thread ids are counted as async workers and the rest as
-/// the blocking pool. Threads that exited during the window are missed (reported as `unattributed`).
+/// first and live as long as the runtime, so the `workers` oldest such threads are counted as
+/// async workers and the rest as the blocking pool. Threads that exited during the window are missed (reported as `unattributed`).
 fn thread_groups(
-    before: &[(u64, String, u64)],
-    after: &[(u64, String, u64)],
+    before: &[(u64, u64, String, u64)],
+    after: &[(u64, u64, String, u64)],
     workers: usize,
     total: f64,
     clk_tck: f64,
 ) -> Value {
     let mut groups: BTreeMap<String, f64> = BTreeMap::new();
     let mut tokio_seen = 0;
-    for (tid, name, ticks) in after {
+    for (_, tid, name, ticks) in after {
         let base = before
             .iter()
-            .find(|(t, _, _)| t == tid)
-            .map_or(0, |(_, _, b)| *b);
+            .find(|(_, t, _, _)| t == tid)
+            .map_or(0, |(_, _, _, b)| *b);
         let group = if name == "tokio-rt-worker" {
             tokio_seen += 1;
             if tokio_seen <= workers {
@@ -743,6 +755,7 @@ struct Window {
     latencies_us: Vec<u32>,
     threads: Value,
     machine_busy_cores: f64,
+    written: u64,
 }
 
 async fn window(
@@ -762,6 +775,7 @@ async fn window(
     let threads0 = thread_ticks(server_pid);
     let cpu0 = cpu_ticks(server_pid);
     let machine0 = machine_ticks();
+    let written0 = write_bytes(server_pid);
     let self0 = cpu_ticks("self");
     let start = Instant::now();
     let deadline = start + duration;
@@ -781,6 +795,7 @@ async fn window(
                 latencies_us: Vec::with_capacity(16_384),
                 threads: Value::Null,
                 machine_busy_cores: 0.0,
+                written: 0,
             };
             loop {
                 let t = Instant::now();
@@ -833,6 +848,7 @@ async fn window(
         latencies_us: Vec::new(),
         threads: Value::Null,
         machine_busy_cores: 0.0,
+        written: 0,
     };
     for t in tasks {
         let w = t.await.expect("worker");
@@ -850,6 +866,7 @@ async fn window(
     total.elapsed = start.elapsed();
     total.server_cpu = (cpu_ticks(server_pid) - cpu0) as f64 / clk_tck;
     let machine1 = machine_ticks();
+    total.written = write_bytes(server_pid) - written0;
     total.machine_busy_cores =
         (machine1.0 - machine0.0) as f64 / clk_tck / total.elapsed.as_secs_f64();
     total.client_cpu = (cpu_ticks("self") - self0) as f64 / clk_tck;
@@ -989,6 +1006,7 @@ async fn run(args: &Args) {
             "presign_s": presign_s,
             "exhausted": w.exhausted,
             "server_threads_cpu_s": w.threads,
+            "server_bytes_written_per_token": w.written as f64 / (w.ok.max(1)) as f64,
             "unix_time": unix_secs(),
         });
         eprintln!(
@@ -1007,8 +1025,9 @@ async fn run(args: &Args) {
             },
         );
         eprintln!(
-            "  server CPU by thread (s): {}; machine busy {:.2} of {} cores (other processes {:.2})",
+            "  server CPU by thread (s): {}; storage writes {:.1} KB/token; machine busy {:.2} of {} cores (other processes {:.2})",
             w.threads,
+            w.written as f64 / 1024.0 / w.ok.max(1) as f64,
             w.machine_busy_cores,
             std::thread::available_parallelism().map_or(0, |n| n.get()),
             (w.machine_busy_cores - (w.server_cpu + w.client_cpu) / secs).max(0.0),

@@ -92,7 +92,7 @@ const AGENT_ROW: &[Field] = &[
     Field::new("created", "created_at").render(Render::Date),
 ];
 
-const AGENT: &[Field] = &[
+pub(crate) const AGENT: &[Field] = &[
     Field::new("id", "id"),
     Field::new("name", "name").max(60),
     Field::new("purpose", "purpose").max(60),
@@ -172,7 +172,7 @@ fn print_created(out: &Output, created: Map<String, Value>) -> Result<()> {
     out.object(agent, AGENT)
 }
 
-async fn transition(
+pub(crate) async fn transition(
     api: &ApiClient,
     out: &Output,
     id: &str,

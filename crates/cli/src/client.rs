@@ -11,9 +11,14 @@ use serde_json::Value;
 /// Largest page the API serves; used whenever the CLI walks a whole list.
 pub(crate) const MAX_PAGE: u32 = 1000;
 
+/// How long a stream may stay silent before the connection is taken for dead.
+const STREAM_IDLE: Duration = Duration::from_secs(45);
+
 /// A client for one server, authenticated as one human.
 pub(crate) struct ApiClient {
     http: reqwest::Client,
+    /// For long-lived streams: no overall timeout, but a silent connection is given up.
+    stream_http: reqwest::Client,
     base: Url,
     api_key: Option<ApiKey>,
 }
@@ -57,8 +62,16 @@ impl ApiClient {
             .timeout(Duration::from_secs(60))
             .build()
             .context("cannot build the HTTP client")?;
+        let stream_http = reqwest::Client::builder()
+            .user_agent(concat!("mandate-cli/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            // The event stream sends a keep-alive every 15 seconds.
+            .read_timeout(STREAM_IDLE)
+            .build()
+            .context("cannot build the HTTP client")?;
         Ok(Self {
             http,
+            stream_http,
             base,
             api_key: api_key.filter(|k| !k.is_empty()).map(ApiKey),
         })
@@ -77,6 +90,42 @@ impl ApiClient {
     /// `DELETE` without a body.
     pub(crate) async fn delete(&self, segments: &[&str]) -> Result<Value> {
         self.send(Method::DELETE, segments, &[], None).await
+    }
+
+    /// Opens a long-lived `GET` (such as a Server-Sent Events stream) accepting `accept`, with
+    /// extra `headers`; returns the response, to be read with `chunk()`, once its status is 2xx.
+    pub(crate) async fn open_stream(
+        &self,
+        segments: &[&str],
+        accept: &str,
+        headers: &[(&str, String)],
+    ) -> Result<reqwest::Response> {
+        let key = self.key()?;
+        let url = self.url(segments, &[])?;
+        let mut request = self
+            .stream_http
+            .get(url)
+            .bearer_auth(&key.0)
+            .header(ACCEPT, accept);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = request.send().await.map_err(|e| {
+            anyhow::Error::new(e.without_url())
+                .context(format!("cannot reach the server at `{}`", self.base))
+        })?;
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = response.bytes().await.unwrap_or_default();
+            return Err(ApiError::from_response(status, &bytes).into());
+        }
+        Ok(response)
+    }
+
+    fn key(&self) -> Result<&ApiKey> {
+        self.api_key
+            .as_ref()
+            .ok_or_else(|| anyhow!("no API key: set `MANDATE_API_KEY` or pass `--api-key`"))
     }
 
     /// One page of a list, starting after `cursor`.
@@ -129,10 +178,7 @@ impl ApiClient {
         query: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Result<Value> {
-        let key = self
-            .api_key
-            .as_ref()
-            .ok_or_else(|| anyhow!("no API key: set `MANDATE_API_KEY` or pass `--api-key`"))?;
+        let key = self.key()?;
         let url = self.url(segments, query)?;
         let mut request = self
             .http

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::Outcome;
 use crate::client::ApiClient;
+use crate::input;
 use crate::output::{Field, Output, Render};
 
 #[derive(Subcommand)]
@@ -42,6 +43,21 @@ pub(crate) enum HumanCommand {
         /// The human (`usr_…`).
         id: String,
     },
+    /// Manage a human's Ed25519 keys for signing mandates.
+    #[command(subcommand)]
+    Key(HumanKeyCommand),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum HumanKeyCommand {
+    /// Register a human's Ed25519 public key; their mandates must then carry `human_signature`.
+    Add {
+        /// The human (`usr_…`).
+        id: String,
+        /// The Ed25519 public key as a JWK file (`@FILE`); only public members are sent.
+        #[arg(long, value_name = "@FILE")]
+        jwk: String,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -60,7 +76,7 @@ const HUMAN_ROW: &[Field] = &[
     Field::new("created", "created_at").render(Render::Date),
 ];
 
-const HUMAN: &[Field] = &[
+pub(crate) const HUMAN: &[Field] = &[
     Field::new("id", "id"),
     Field::new("name", "name").max(60),
     Field::new("email", "email").max(60),
@@ -105,6 +121,12 @@ pub(crate) async fn run(api: &ApiClient, out: &Output, cmd: HumanCommand) -> Res
                 .await?;
             eprintln!("warning: this API key is shown once and never again; store it now");
             out.object(&key, API_KEY)?;
+        }
+        HumanCommand::Key(HumanKeyCommand::Add { id, jwk }) => {
+            let body = json!({ "jwk": input::public_jwk(&jwk)? });
+            let key = api.post(&["v1", "humans", &id, "keys"], &body).await?;
+            out.object(&key, crate::key::KEY)?;
+            eprintln!("note: mandates made by this human must now carry a `human_signature`");
         }
     }
     Ok(Outcome::Ok)

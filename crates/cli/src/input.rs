@@ -30,10 +30,16 @@ pub(crate) fn json_or_file(arg: &str) -> Result<Value> {
 
 /// A ceiling: a JSON array of `authorization_details`; a single object is taken as a one-item array.
 pub(crate) fn ceiling(arg: &str) -> Result<Value> {
-    match json_or_file(arg).context("invalid `--ceiling`")? {
-        Value::Array(items) => Ok(Value::Array(items)),
+    object_list(arg, "--ceiling", "authorization_details")
+}
+
+/// A JSON array of objects read from `arg` (JSON or `@FILE`) for the option `flag`; a single
+/// object is taken as a one-item array.
+pub(crate) fn object_list(arg: &str, flag: &str, what: &str) -> Result<Value> {
+    match json_or_file(arg).with_context(|| format!("invalid `{flag}`"))? {
+        Value::Array(items) if items.iter().all(Value::is_object) => Ok(Value::Array(items)),
         Value::Object(item) => Ok(Value::Array(vec![Value::Object(item)])),
-        _ => bail!("invalid `--ceiling`: expected a JSON array of authorization_details objects"),
+        _ => bail!("invalid `{flag}`: expected a JSON array of {what} objects"),
     }
 }
 
@@ -59,7 +65,7 @@ pub(crate) fn public_jwk(arg: &str) -> Result<Value> {
 pub(crate) fn check_save_target(path: &Path) -> Result<()> {
     if path.exists() {
         bail!(
-            "`{}` already exists; refusing to overwrite a key file",
+            "`{}` already exists; refusing to overwrite it",
             path.display()
         );
     }
@@ -67,7 +73,8 @@ pub(crate) fn check_save_target(path: &Path) -> Result<()> {
         && !dir.is_dir()
     {
         bail!(
-            "cannot save the key: `{}` is not a directory",
+            "cannot save to `{}`: `{}` is not a directory",
+            path.display(),
             dir.display()
         );
     }
@@ -120,6 +127,12 @@ pub(crate) fn print_private_key(key: Option<Value>) -> Result<()> {
 }
 
 fn write_private_file(path: &Path, key: &Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(key)?;
+    write_private_text(path, &text)
+}
+
+/// Writes `text` and a newline to a new file at `path` with mode 0600 (never overwriting).
+pub(crate) fn write_private_text(path: &Path, text: &str) -> Result<()> {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -128,7 +141,6 @@ fn write_private_file(path: &Path, key: &Value) -> Result<()> {
         options.mode(0o600);
     }
     let mut file = options.open(path)?;
-    let text = serde_json::to_string_pretty(key)?;
     file.write_all(text.as_bytes())?;
     file.write_all(b"\n")?;
     file.sync_all()?;
@@ -152,6 +164,16 @@ mod tests {
             2
         );
         assert!(ceiling("42").is_err());
+        assert!(ceiling("[1]").is_err());
+        assert_eq!(
+            object_list(
+                r#"{"actions":["delete"],"resources":["**"]}"#,
+                "--prohibitions",
+                "x"
+            )
+            .unwrap(),
+            json!([{"actions": ["delete"], "resources": ["**"]}])
+        );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.json");
         fs::write(&path, one).unwrap();

@@ -30,6 +30,12 @@ pub(crate) enum KeyCommand {
         /// Write the server-generated private key to FILE (created with mode 0600).
         #[arg(long, value_name = "FILE", conflicts_with = "jwk")]
         save_key: Option<PathBuf>,
+        /// Rotate: the agent's other active keys stop authenticating after the overlap.
+        #[arg(long)]
+        rotate: bool,
+        /// How long the other keys keep working after `--rotate`, in seconds (server default 3600).
+        #[arg(long, value_name = "SECS", requires = "rotate")]
+        overlap: Option<u32>,
     },
     /// Retire one of an agent's keys (not its last active one).
     Retire {
@@ -46,14 +52,16 @@ const KEY_ROW: &[Field] = &[
     Field::new("status", "status"),
     Field::new("created", "created_at").render(Render::Date),
     Field::new("retired", "retired_at").render(Render::Date),
+    Field::new("not after", "not_after"),
 ];
 
-const KEY: &[Field] = &[
+pub(crate) const KEY: &[Field] = &[
     Field::new("kid", "kid").max(16),
     Field::new("status", "status"),
     Field::new("jwk", "jwk").render(Render::Json).max(60),
     Field::new("created", "created_at"),
     Field::new("retired", "retired_at"),
+    Field::new("not after", "not_after"),
 ];
 
 pub(crate) async fn run(api: &ApiClient, out: &Output, cmd: KeyCommand) -> Result<Outcome> {
@@ -71,11 +79,19 @@ pub(crate) async fn run(api: &ApiClient, out: &Output, cmd: KeyCommand) -> Resul
             agent,
             jwk,
             save_key,
+            rotate,
+            overlap,
         } => {
-            let body = match jwk {
+            let mut body = match jwk {
                 Some(jwk) => json!({ "jwk": input::public_jwk(&jwk)? }),
                 None => json!({}),
             };
+            if rotate {
+                body["rotate"] = json!(true);
+            }
+            if let Some(secs) = overlap {
+                body["overlap_secs"] = json!(secs);
+            }
             if let Some(path) = &save_key {
                 input::check_save_target(path)?;
             }
@@ -91,6 +107,12 @@ pub(crate) async fn run(api: &ApiClient, out: &Output, cmd: KeyCommand) -> Resul
                 out.object(added.get("key").unwrap_or(&Value::Null), KEY)?;
             }
             input::print_private_key(held)?;
+            if rotate {
+                eprintln!(
+                    "note: the agent's other keys stop authenticating after the overlap (see `mandate key list --agent {}`)",
+                    crate::output::sanitize(&agent)
+                );
+            }
         }
         KeyCommand::Retire { agent, kid } => {
             let key = api.delete(&["v1", "agents", &agent, "keys", &kid]).await?;

@@ -4,12 +4,16 @@ mod agent;
 mod audit;
 mod audit_offline;
 mod client;
+mod delegation;
+mod events;
 mod gate;
 mod human;
 mod input;
 mod key;
 mod output;
+mod revoke;
 mod serve;
+mod server_keys;
 mod tenant;
 mod whoami;
 
@@ -75,6 +79,19 @@ enum Command {
     /// Register and inspect gates.
     #[command(subcommand)]
     Gate(gate::GateCommand),
+    /// Delegate to an agent as the calling human (a mandate).
+    #[command(subcommand)]
+    Mandate(delegation::MandateCommand),
+    /// Inspect, list and revoke delegations.
+    #[command(subcommand)]
+    Delegation(delegation::DelegationCommand),
+    /// Revoke exactly one thing: an agent, a human, a key, a token, a tenant or a delegation.
+    Revoke(revoke::RevokeArgs),
+    /// Follow revocations, suspensions and resumptions as they happen (until Ctrl-C).
+    Events(events::EventsArgs),
+    /// Manage the server itself (operator owners only).
+    #[command(subcommand)]
+    Server(server_keys::ServerCommand),
     /// Read and verify the receipt ledger.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -137,6 +154,11 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Agent(cmd) => agent::run(&api, &out, cmd).await,
         Command::Key(cmd) => key::run(&api, &out, cmd).await,
         Command::Gate(cmd) => gate::run(&api, &out, cmd).await,
+        Command::Mandate(cmd) => delegation::run_mandate(&api, &out, cmd).await,
+        Command::Delegation(cmd) => delegation::run(&api, &out, cmd).await,
+        Command::Revoke(args) => revoke::run(&api, &out, args).await,
+        Command::Events(args) => events::run(&api, &out, args).await,
+        Command::Server(cmd) => server_keys::run(&api, &out, cmd).await,
         Command::Audit(cmd) => audit::run(&api, &out, cmd).await,
     }
 }

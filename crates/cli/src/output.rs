@@ -221,7 +221,7 @@ fn keys(v: &Value) -> String {
 }
 
 /// Replaces control characters so server-supplied text cannot drive the terminal.
-fn sanitize(s: &str) -> String {
+pub(crate) fn sanitize(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { '\u{fffd}' } else { c })
         .collect()

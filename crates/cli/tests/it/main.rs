@@ -11,6 +11,7 @@
 mod cli;
 mod commands;
 mod crash;
+mod delegation_cli;
 mod proc;
 mod support;
 mod tamper;

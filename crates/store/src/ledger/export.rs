@@ -32,8 +32,8 @@ use mandate_core::receipt::{ChainError, ChainVerifier, Receipt, ReceiptHash};
 use serde::Deserialize;
 use serde_json::Value;
 
-/// Receipts hashed per parallel chunk.
-const CHUNK: usize = 16_384;
+/// Default [`AuditOptions::chunk_bytes`].
+const CHUNK_BYTES: usize = 8 << 20;
 
 /// How to verify.
 #[derive(Debug, Clone)]
@@ -43,6 +43,8 @@ pub struct AuditOptions {
     pub generic_jcs: bool,
     /// Hashing threads (at least 1).
     pub threads: usize,
+    /// Bytes of the export read and hashed per parallel step.
+    pub chunk_bytes: usize,
 }
 
 impl Default for AuditOptions {
@@ -50,6 +52,7 @@ impl Default for AuditOptions {
         Self {
             generic_jcs: false,
             threads: std::thread::available_parallelism().map_or(1, usize::from),
+            chunk_bytes: CHUNK_BYTES,
         }
     }
 }
@@ -248,6 +251,7 @@ enum Hashed {
     Ok {
         seq: u64,
         claimed: [u8; 32],
+        leaf: Hash,
         prev: Option<[u8; 32]>,
         tenant: String,
         own_seq: u64,
@@ -291,7 +295,7 @@ pub fn verify_export<R: BufRead>(
     let scan = if options.generic_jcs {
         scan_generic(open()?, &sizes)?
     } else {
-        match scan_fast(open()?, &sizes, options.threads.max(1))? {
+        match scan_fast(open()?, &sizes, options)? {
             Some(scan) => scan,
             None => scan_generic(open()?, &sizes)?,
         }
@@ -415,10 +419,8 @@ impl Frontier {
         }
     }
 
-    fn push(&mut self, receipt_hash: &[u8; 32]) -> Result<(), MerkleError> {
-        let rows = merkle::nodes_completed_by_append(self.size, leaf_hash(receipt_hash), |id| {
-            self.get(id)
-        })?;
+    fn push(&mut self, leaf: Hash) -> Result<(), MerkleError> {
+        let rows = merkle::nodes_completed_by_append(self.size, leaf, |id| self.get(id))?;
         for (id, hash) in rows {
             if let Some(slot) = self.edge.get_mut(usize::from(id.level)) {
                 *slot = Some((id.index, hash));
@@ -437,35 +439,62 @@ impl Frontier {
     }
 }
 
-/// The fast path: parallel typed parsing and fixed-order hashing, then the chain checks in order.
-/// `None` when any line needs the generic path.
+/// The fast path: the export read in large byte chunks, each chunk's lines parsed (typed),
+/// hashed through the fixed-order canonical form and leaf-hashed on `threads` threads, then the
+/// chain checks and the tree in order. `None` when any line needs the generic path.
 fn scan_fast<R: BufRead>(
     mut export: R,
     sizes: &[u64],
-    threads: usize,
+    options: &AuditOptions,
 ) -> Result<Option<Scan>, AuditError> {
+    let (threads, chunk) = (options.threads.max(1), options.chunk_bytes.max(1));
     let mut frontier = Frontier::new(sizes);
     let mut prev = ReceiptHash::GENESIS;
     let mut tenant: Option<String> = None;
-    let mut lines: Vec<String> = Vec::with_capacity(CHUNK);
-    loop {
-        lines.clear();
-        while lines.len() < CHUNK {
-            let mut line = String::new();
-            if export.read_line(&mut line)? == 0 {
+    let mut buf: Vec<u8> = Vec::with_capacity(chunk.saturating_add(64 << 10));
+    let mut eof = false;
+    while !eof {
+        // Fill to at least `chunk` bytes (or the end), then cut after the last newline.
+        while buf.len() < chunk {
+            let available = export.fill_buf()?;
+            if available.is_empty() {
+                eof = true;
                 break;
             }
-            if !line.trim().is_empty() {
-                lines.push(line);
+            let n = available.len();
+            buf.extend_from_slice(available);
+            export.consume(n);
+        }
+        let cut = if eof {
+            buf.len()
+        } else {
+            match buf.iter().rposition(|&b| b == b'\n') {
+                Some(i) => i + 1,
+                // One line longer than a chunk: read more.
+                None => {
+                    let more = buf.len().saturating_add(chunk);
+                    while buf.len() < more {
+                        let available = export.fill_buf()?;
+                        if available.is_empty() {
+                            break;
+                        }
+                        let n = available.len();
+                        buf.extend_from_slice(available);
+                        export.consume(n);
+                    }
+                    continue;
+                }
             }
-        }
-        if lines.is_empty() {
-            break;
-        }
+        };
+        let lines: Vec<&[u8]> = buf[..cut]
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+            .collect();
         for hashed in hash_lines(&lines, threads) {
             let Hashed::Ok {
                 seq,
                 claimed,
+                leaf,
                 prev: claimed_prev,
                 tenant: t,
                 own_seq,
@@ -481,9 +510,10 @@ fn scan_fast<R: BufRead>(
             if tenant.is_none() {
                 tenant = Some(t);
             }
-            frontier.push(&claimed)?;
+            frontier.push(leaf)?;
             prev = ReceiptHash(claimed);
         }
+        buf.drain(..cut);
     }
     Ok(Some(Scan {
         count: frontier.size,
@@ -493,16 +523,17 @@ fn scan_fast<R: BufRead>(
     }))
 }
 
-fn hash_lines(lines: &[String], threads: usize) -> Vec<Hashed> {
-    let per = lines.len().div_ceil(threads).max(1);
+fn hash_lines(lines: &[&[u8]], threads: usize) -> Vec<Hashed> {
     if threads == 1 || lines.len() < 1024 {
         return lines.iter().map(|l| hash_line(l)).collect();
     }
+    let per = lines.len().div_ceil(threads);
     std::thread::scope(|s| {
         let workers: Vec<_> = lines
             .chunks(per)
             .map(|part| s.spawn(move || part.iter().map(|l| hash_line(l)).collect::<Vec<_>>()))
             .collect();
+        // A worker that died yields a fault, which sends the export to the generic path.
         workers
             .into_iter()
             .flat_map(|w| w.join().unwrap_or_else(|_| vec![Hashed::Fault]))
@@ -510,8 +541,8 @@ fn hash_lines(lines: &[String], threads: usize) -> Vec<Hashed> {
     })
 }
 
-fn hash_line(line: &str) -> Hashed {
-    let Ok(item) = serde_json::from_str::<Line>(line) else {
+fn hash_line(line: &[u8]) -> Hashed {
+    let Ok(item) = serde_json::from_slice::<Line>(line) else {
         return Hashed::Fault;
     };
     let safe = |n: u64| n <= MAX_SAFE_INTEGER;
@@ -528,6 +559,7 @@ fn hash_line(line: &str) -> Hashed {
     Hashed::Ok {
         seq: item.seq,
         claimed: claimed.0,
+        leaf: leaf_hash(&claimed.0),
         prev: ReceiptHash::from_hex(&item.receipt.prev).map(|h| h.0),
         own_seq: item.receipt.seq,
         tenant: item.receipt.tenant,
@@ -570,7 +602,7 @@ fn scan_generic<R: BufRead>(export: R, sizes: &[u64]) -> Result<Scan, AuditError
         }
         // The verifier checked the hash against the content.
         let claimed = ReceiptHash::from_hex(hash).ok_or_else(|| malformed("hash is not hex"))?;
-        frontier.push(&claimed.0)?;
+        frontier.push(leaf_hash(&claimed.0))?;
     }
     let summary = verifier.finish();
     Ok(Scan {
@@ -663,6 +695,7 @@ mod tests {
         let options = AuditOptions {
             generic_jcs,
             threads: 2,
+            ..AuditOptions::default()
         };
         verify_export(
             || Ok(std::io::Cursor::new(text.clone().into_bytes())),
@@ -699,6 +732,40 @@ mod tests {
         let vkey =
             TrustedKeys::parse(&format!("# server\n{}\n", signer().verifier())).expect("vkey");
         run(&lines, &old, None, &vkey, false).expect("verifies");
+    }
+
+    #[test]
+    fn chunk_boundaries_and_blank_lines_change_nothing() {
+        let lines = export(3_000);
+        let cp = checkpoint(&lines, 3_000);
+        let mut text = lines.join("\n\n") + "\n";
+        text.insert_str(0, "  \n");
+        // Shorter than a line, a few lines, and more than the whole export.
+        for chunk_bytes in [100, 1_500, 100_000, 10 << 20] {
+            for threads in [1, 2, 3] {
+                let options = AuditOptions {
+                    generic_jcs: false,
+                    threads,
+                    chunk_bytes,
+                };
+                let report = verify_export(
+                    || Ok(std::io::Cursor::new(text.clone().into_bytes())),
+                    cp.as_bytes(),
+                    None,
+                    &jwks(),
+                    &options,
+                )
+                .expect("verifies");
+                assert_eq!(
+                    report.count, 3_000,
+                    "chunk {chunk_bytes}, {threads} threads"
+                );
+                // …and on the fast path, not through the generic fallback.
+                let fast = scan_fast(std::io::Cursor::new(text.as_bytes()), &[3_000], &options)
+                    .expect("scan");
+                assert!(fast.is_some(), "chunk {chunk_bytes}, {threads} threads");
+            }
+        }
     }
 
     #[test]

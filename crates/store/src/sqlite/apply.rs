@@ -291,26 +291,14 @@ fn revoke_delegation(
             "delegation `{id}` is already revoked"
         )));
     }
-    const SUBTREE: &str = "WITH RECURSIVE sub(id) AS (SELECT ?2 UNION ALL \
-                           SELECT d.id FROM delegations d JOIN sub ON d.parent = sub.id)";
-    let n = c
-        .execute(
-            &format!(
-                "{SUBTREE} UPDATE delegations SET status = 'revoked', revoked_at = ?3 \
-                 WHERE tenant = ?1 AND id IN (SELECT id FROM sub) AND status = 'active'"
-            ),
-            params![tenant.as_str(), id.as_str(), at],
-        )
-        .map_err(unavailable)?;
-    c.execute(
-        &format!(
-            "{SUBTREE} UPDATE tokens SET status = 'revoked', revoked_at = ?3 \
-             WHERE tenant = ?1 AND delegation IN (SELECT id FROM sub) AND status = 'active'"
-        ),
-        params![tenant.as_str(), id.as_str(), at],
-    )
-    .map_err(unavailable)?;
-    Ok(AppliedValue::Count(n as u64))
+    let n = revoke_subtrees(
+        c,
+        tenant,
+        "SELECT id FROM delegations WHERE tenant = ?1 AND id = ?2",
+        id.as_str(),
+        at,
+    )?;
+    Ok(AppliedValue::Count(n))
 }
 
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
@@ -431,6 +419,10 @@ fn revoke_human(
 /// Revokes every delegation selected by `roots` (SQL selecting ids, with `?1` = tenant and `?2`
 /// = one parameter) and all their descendants, and every token under them. Returns how many
 /// delegations changed.
+///
+/// The subtree is computed once into a temporary table (ids are unique, and parent links never
+/// cross tenants), then rows are updated by primary key — one pass over the tree, no scan of the
+/// tenant's other delegations.
 fn revoke_subtrees(
     c: &Connection,
     tenant: &TenantId,
@@ -438,27 +430,34 @@ fn revoke_subtrees(
     param: &str,
     at: i64,
 ) -> Result<u64, StoreError> {
-    let subtree = format!(
-        "WITH RECURSIVE sub(id) AS ({roots} UNION ALL \
-         SELECT d.id FROM delegations d JOIN sub ON d.parent = sub.id)"
-    );
+    c.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS revoking (id TEXT PRIMARY KEY) WITHOUT ROWID; \
+         DELETE FROM temp.revoking;",
+    )
+    .map_err(unavailable)?;
+    c.execute(
+        &format!(
+            "INSERT OR IGNORE INTO temp.revoking (id) WITH RECURSIVE sub(id) AS ({roots} UNION ALL \
+             SELECT d.id FROM delegations d JOIN sub ON d.parent = sub.id) SELECT id FROM sub"
+        ),
+        params![tenant.as_str(), param],
+    )
+    .map_err(unavailable)?;
     let n = c
         .execute(
-            &format!(
-                "{subtree} UPDATE delegations SET status = 'revoked', revoked_at = ?3 \
-                 WHERE tenant = ?1 AND id IN (SELECT id FROM sub) AND status = 'active'"
-            ),
-            params![tenant.as_str(), param, at],
+            "UPDATE delegations SET status = 'revoked', revoked_at = ?1 \
+             WHERE id IN (SELECT id FROM temp.revoking) AND status = 'active'",
+            params![at],
         )
         .map_err(unavailable)?;
     c.execute(
-        &format!(
-            "{subtree} UPDATE tokens SET status = 'revoked', revoked_at = ?3 \
-             WHERE tenant = ?1 AND delegation IN (SELECT id FROM sub) AND status = 'active'"
-        ),
-        params![tenant.as_str(), param, at],
+        "UPDATE tokens SET status = 'revoked', revoked_at = ?1 \
+         WHERE delegation IN (SELECT id FROM temp.revoking) AND status = 'active'",
+        params![at],
     )
     .map_err(unavailable)?;
+    c.execute_batch("DELETE FROM temp.revoking;")
+        .map_err(unavailable)?;
     Ok(n as u64)
 }
 

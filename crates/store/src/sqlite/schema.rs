@@ -153,6 +153,11 @@ CREATE TABLE checkpoints (
     PRIMARY KEY (tenant, size)
 );
 "#,
+    // Revoking a subtree updates `status`; keeping it out of this index keeps cascades cheap.
+    r#"
+DROP INDEX delegations_by_delegate;
+CREATE INDEX delegations_by_delegate ON delegations (tenant, delegate);
+"#,
 ];
 
 /// Brings the database to the newest schema.
