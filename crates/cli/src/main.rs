@@ -1,6 +1,7 @@
 //! `mandate`: runs the authority (`serve`) and drives its admin API (every other command).
 
 mod agent;
+mod agent_client;
 mod audit;
 mod audit_offline;
 mod client;
@@ -85,6 +86,10 @@ enum Command {
     /// Inspect, list and revoke delegations.
     #[command(subcommand)]
     Delegation(delegation::DelegationCommand),
+    /// Act as an agent: redeem a mandate, delegate to a sub-agent, show a token. Authenticates
+    /// with the agent's private key file, not with an API key.
+    #[command(subcommand)]
+    Token(agent_client::TokenCommand),
     /// Revoke exactly one thing: an agent, a human, a key, a token, a tenant or a delegation.
     Revoke(revoke::RevokeArgs),
     /// Follow revocations, suspensions and resumptions as they happen (until Ctrl-C).
@@ -144,10 +149,13 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         serve::run(args).await?;
         return Ok(Outcome::Ok);
     }
+    if let Command::Token(cmd) = cli.command {
+        return agent_client::run(&cli.server, &out, cmd).await;
+    }
     let api = ApiClient::new(&cli.server, cli.api_key)?;
     match cli.command {
-        // Handled above: serving needs neither the client nor an API key.
-        Command::Serve(_) => Ok(Outcome::Ok),
+        // Handled above: serving, and acting as an agent, need neither the client nor an API key.
+        Command::Serve(_) | Command::Token(_) => Ok(Outcome::Ok),
         Command::Whoami => whoami::run(&api, &out).await,
         Command::Tenant(cmd) => tenant::run(&api, &out, cmd).await,
         Command::Human(cmd) => human::run(&api, &out, cmd).await,

@@ -275,10 +275,8 @@ fn write_private(path: &Path, file: &RingFile) -> Result<(), ServerError> {
         .and_then(|()| f.sync_all())
         .map_err(|_| err("cannot write the signing keys"))?;
     std::fs::rename(&tmp, path).map_err(|_| err("cannot replace the signing keys"))?;
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
+    if let Some(d) = path.parent().and_then(|dir| std::fs::File::open(dir).ok()) {
+        let _ = d.sync_all();
     }
     Ok(())
 }

@@ -49,7 +49,7 @@ pub async fn events(State(state): State<AppState>, headers: HeaderMap) -> Respon
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or_else(|| u64::MAX);
+        .unwrap_or(u64::MAX);
     // Subscribe before reading the ledger so nothing committed in between is lost.
     let live = state.store.subscribe();
     let start = if after == u64::MAX {

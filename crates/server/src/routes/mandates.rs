@@ -40,28 +40,42 @@ pub struct NewMandateBody {
 
 /// The canonical authorization object a mandate's digest (and a human's detached signature)
 /// covers: everything the human decides, nothing the server assigns.
-pub fn authorization_object(
-    tenant: &str,
-    human: &str,
-    agent: &str,
-    details: &Value,
-    prohibitions: &Value,
-    expires_at_secs: i64,
-    max_depth: u8,
-    purpose: &str,
-    task_id: Option<&str>,
-) -> Value {
-    json!({
-        "tenant": tenant,
-        "delegator": human,
-        "agent": agent,
-        "authorization_details": details,
-        "prohibitions": prohibitions,
-        "expires_at": expires_at_secs,
-        "max_depth": max_depth,
-        "purpose": purpose,
-        "task_id": task_id,
-    })
+pub struct AuthorizationObject<'a> {
+    /// Tenant id.
+    pub tenant: &'a str,
+    /// The delegating human.
+    pub human: &'a str,
+    /// The delegate agent.
+    pub agent: &'a str,
+    /// `authorization_details` as sent.
+    pub details: &'a Value,
+    /// Prohibitions as sent (`[]` when absent).
+    pub prohibitions: &'a Value,
+    /// Absolute expiry, unix seconds.
+    pub expires_at_secs: i64,
+    /// Max depth.
+    pub max_depth: u8,
+    /// Purpose.
+    pub purpose: &'a str,
+    /// Task id.
+    pub task_id: Option<&'a str>,
+}
+
+impl AuthorizationObject<'_> {
+    /// The JSON object whose RFC 8785 form is hashed and signed.
+    pub fn to_value(&self) -> Value {
+        json!({
+            "tenant": self.tenant,
+            "delegator": self.human,
+            "agent": self.agent,
+            "authorization_details": self.details,
+            "prohibitions": self.prohibitions,
+            "expires_at": self.expires_at_secs,
+            "max_depth": self.max_depth,
+            "purpose": self.purpose,
+            "task_id": self.task_id,
+        })
+    }
 }
 
 /// `POST /v1/mandates`: the calling human delegates to an agent of their tenant.
@@ -159,17 +173,18 @@ pub async fn create_mandate(
         .map_err(|_| ApiError::new(ProblemKind::Internal, "serialisation"))?;
     let human = &caller.0.human;
     // The object the human signs is made of their own inputs, as sent.
-    let object = authorization_object(
-        caller.0.tenant.id.as_str(),
-        human.id.as_str(),
-        agent_id.as_str(),
-        &body.authorization_details,
-        &prohibitions_in,
-        expires_at,
+    let object = AuthorizationObject {
+        tenant: caller.0.tenant.id.as_str(),
+        human: human.id.as_str(),
+        agent: agent_id.as_str(),
+        details: &body.authorization_details,
+        prohibitions: &prohibitions_in,
+        expires_at_secs: expires_at,
         max_depth,
-        &purpose,
-        task_id.as_deref(),
-    );
+        purpose: &purpose,
+        task_id: task_id.as_deref(),
+    }
+    .to_value();
     let digest_bytes =
         mandate_core::jcs::sha256(&object).map_err(|e| ApiError::unprocessable(e.to_string()))?;
     let digest = hex(&digest_bytes);

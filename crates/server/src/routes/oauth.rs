@@ -130,10 +130,8 @@ async fn authenticate(
         .unverified_client_id()
         .map_err(|_| client_failed(false))?
         .to_owned();
-    if let Some(id) = form.get("client_id") {
-        if id != claimed {
-            return Err(client_failed(false));
-        }
+    if form.get("client_id").is_some_and(|id| id != claimed) {
+        return Err(client_failed(false));
     }
     let client = state
         .store
@@ -514,12 +512,13 @@ async fn redeem(state: &AppState, agent: &Agent, form: &Form) -> Result<Delegati
         }
         None => return Err(bad("`subject_token_type` is required")),
     }
-    if let Some(t) = form.get("requested_token_type") {
-        if t != ACCESS_TOKEN_TYPE {
-            return Err(bad(format!(
-                "`requested_token_type` must be `{ACCESS_TOKEN_TYPE}`"
-            )));
-        }
+    if form
+        .get("requested_token_type")
+        .is_some_and(|t| t != ACCESS_TOKEN_TYPE)
+    {
+        return Err(bad(format!(
+            "`requested_token_type` must be `{ACCESS_TOKEN_TYPE}`"
+        )));
     }
     let doc = form
         .get("subject_token")
@@ -688,11 +687,9 @@ fn scope_locations(scope: &Scope) -> Option<Vec<String>> {
     let mut out: Vec<String> = Vec::new();
     for d in v.as_array()? {
         let locs = d.get("locations")?.as_array()?;
-        for l in locs {
-            if let Some(s) = l.as_str() {
-                if !out.iter().any(|x| x == s) {
-                    out.push(s.to_owned());
-                }
+        for s in locs.iter().filter_map(Value::as_str) {
+            if !out.iter().any(|x| x == s) {
+                out.push(s.to_owned());
             }
         }
     }
@@ -1148,13 +1145,11 @@ async fn sub_delegate(
             )));
         }
     };
-    if let Some(l) = scope_locations(&scope) {
-        if aud.iter().any(|a| !l.contains(a)) {
-            return Err(with_parent(TokenError::new(
-                Code::InvalidTarget,
-                "`resource` is not granted by the delegation",
-            )));
-        }
+    if scope_locations(&scope).is_some_and(|l| aud.iter().any(|a| !l.contains(a))) {
+        return Err(with_parent(TokenError::new(
+            Code::InvalidTarget,
+            "`resource` is not granted by the delegation",
+        )));
     }
     let rnd = |_| {
         with_parent(TokenError::new(

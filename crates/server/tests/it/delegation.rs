@@ -186,10 +186,9 @@ async fn a_chain_of_three_narrows_and_keeps_its_bindings() {
     // Depth 3 is the default max: C cannot delegate further.
     let d = register_agent(
         &w.s,
-        &w.s.get("/v1/me", ADMIN_KEY).await.body["human"]["id"]
+        w.s.get("/v1/me", ADMIN_KEY).await.body["human"]["id"]
             .as_str()
-            .unwrap()
-            .to_owned(),
+            .unwrap(),
         "d-bot",
         33,
     )
@@ -229,7 +228,8 @@ async fn widening_extending_and_laundering_are_refused() {
     let (w, b, _c) = setup().await;
     let a_held = w.root_token(100).await;
     let issued = w.s.count("token.issued").await;
-    let cases: Vec<(&str, Vec<(&str, String)>, &str)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         ("widen actions", vec![("authorization_details", tickets(&["read", "write"], &["tickets/*"]))], "invalid_scope"),
         ("widen resources", vec![("authorization_details", tickets(&["read"], &["**"]))], "invalid_scope"),
         ("widen locations", vec![("authorization_details", json!([{"type": "mandate", "actions": ["read"], "locations": ["https://evil.example"], "resources": ["tickets/*"]}]).to_string())], "invalid_scope"),

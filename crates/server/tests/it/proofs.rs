@@ -260,7 +260,7 @@ async fn a_key_rotation_re_signs_the_checkpoint() {
     let verifier = NoteVerifier::parse(vkey.trim()).unwrap();
     verify(
         after["note"].as_str().unwrap().as_bytes(),
-        &[verifier.clone()],
+        std::slice::from_ref(&verifier),
     )
     .unwrap();
     // An older size, stored under the old key, is re-signed under the new one.

@@ -439,106 +439,168 @@ impl Frontier {
     }
 }
 
-/// The fast path: the export read in large byte chunks, each chunk's lines parsed (typed),
-/// hashed through the fixed-order canonical form and leaf-hashed on `threads` threads, then the
-/// chain checks and the tree in order. `None` when any line needs the generic path.
+/// The fast path: the export read in large byte chunks; each chunk's lines parsed (typed),
+/// hashed through the fixed-order canonical form and leaf-hashed on `threads` threads while the
+/// previous chunk's results go through the chain checks and into the tree, in order. `None`
+/// when any line needs the generic path.
 fn scan_fast<R: BufRead>(
     mut export: R,
     sizes: &[u64],
     options: &AuditOptions,
 ) -> Result<Option<Scan>, AuditError> {
-    let (threads, chunk) = (options.threads.max(1), options.chunk_bytes.max(1));
-    let mut frontier = Frontier::new(sizes);
-    let mut prev = ReceiptHash::GENESIS;
-    let mut tenant: Option<String> = None;
-    let mut buf: Vec<u8> = Vec::with_capacity(chunk.saturating_add(64 << 10));
+    let (threads, chunk_bytes) = (options.threads.max(1), options.chunk_bytes.max(1));
+    let mut chain = FastChain {
+        frontier: Frontier::new(sizes),
+        prev: ReceiptHash::GENESIS,
+        tenant: None,
+    };
+    let mut pending: Option<Vec<Hashed>> = None;
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        let (chunk, eof) = next_chunk(&mut export, &mut carry, chunk_bytes)?;
+        if chunk.is_empty() && eof {
+            break;
+        }
+        // Hash this chunk on the workers while the previous one is folded in here.
+        let folded = std::thread::scope(|s| {
+            let workers: Vec<_> = split_lines(&chunk, threads)
+                .into_iter()
+                .map(|part| s.spawn(move || hash_part(part)))
+                .collect();
+            let ok = pending.take().map_or(Ok(true), |done| chain.fold(done));
+            let hashed: Vec<Hashed> = workers
+                .into_iter()
+                // A worker that died yields a fault, which sends the export to the generic path.
+                .flat_map(|w| w.join().unwrap_or_else(|_| vec![Hashed::Fault]))
+                .collect();
+            (ok, hashed)
+        });
+        match folded {
+            (Ok(true), hashed) => pending = Some(hashed),
+            (Ok(false), _) => return Ok(None),
+            (Err(e), _) => return Err(e.into()),
+        }
+        if eof {
+            break;
+        }
+    }
+    if let Some(done) = pending.take()
+        && !chain.fold(done)?
+    {
+        return Ok(None);
+    }
+    Ok(Some(Scan {
+        count: chain.frontier.size,
+        head: chain.prev,
+        tenant: chain.tenant,
+        roots: chain.frontier.roots,
+    }))
+}
+
+/// The in-order part of the fast path.
+struct FastChain {
+    frontier: Frontier,
+    prev: ReceiptHash,
+    tenant: Option<String>,
+}
+
+impl FastChain {
+    /// Checks order, tenant and links of hashed lines and appends their leaves; `false` at the
+    /// first line that needs the generic path.
+    fn fold(&mut self, hashed: Vec<Hashed>) -> Result<bool, MerkleError> {
+        for h in hashed {
+            let Hashed::Ok {
+                seq,
+                claimed,
+                leaf,
+                prev,
+                tenant,
+                own_seq,
+            } = h
+            else {
+                return Ok(false);
+            };
+            let in_order = seq == self.frontier.size + 1 && own_seq == seq;
+            let same_tenant = self.tenant.as_ref().is_none_or(|known| *known == tenant);
+            if !in_order || !same_tenant || prev != Some(self.prev.0) {
+                return Ok(false);
+            }
+            if self.tenant.is_none() {
+                self.tenant = Some(tenant);
+            }
+            self.frontier.push(leaf)?;
+            self.prev = ReceiptHash(claimed);
+        }
+        Ok(true)
+    }
+}
+
+/// The next chunk of whole lines (at least `chunk_bytes` unless the export ends), and whether
+/// the export ended. `carry` holds the start of a line cut at the previous chunk's end.
+fn next_chunk<R: BufRead>(
+    export: &mut R,
+    carry: &mut Vec<u8>,
+    chunk_bytes: usize,
+) -> std::io::Result<(Vec<u8>, bool)> {
+    let mut chunk = std::mem::take(carry);
+    chunk.reserve(chunk_bytes.saturating_add(64 << 10));
     let mut eof = false;
-    while !eof {
-        // Fill to at least `chunk` bytes (or the end), then cut after the last newline.
-        while buf.len() < chunk {
+    loop {
+        while chunk.len() < chunk_bytes {
             let available = export.fill_buf()?;
             if available.is_empty() {
                 eof = true;
                 break;
             }
             let n = available.len();
-            buf.extend_from_slice(available);
+            chunk.extend_from_slice(available);
             export.consume(n);
         }
-        let cut = if eof {
-            buf.len()
-        } else {
-            match buf.iter().rposition(|&b| b == b'\n') {
-                Some(i) => i + 1,
-                // One line longer than a chunk: read more.
-                None => {
-                    let more = buf.len().saturating_add(chunk);
-                    while buf.len() < more {
-                        let available = export.fill_buf()?;
-                        if available.is_empty() {
-                            break;
-                        }
-                        let n = available.len();
-                        buf.extend_from_slice(available);
-                        export.consume(n);
-                    }
-                    continue;
-                }
-            }
-        };
-        let lines: Vec<&[u8]> = buf[..cut]
-            .split(|&b| b == b'\n')
-            .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-            .collect();
-        for hashed in hash_lines(&lines, threads) {
-            let Hashed::Ok {
-                seq,
-                claimed,
-                leaf,
-                prev: claimed_prev,
-                tenant: t,
-                own_seq,
-            } = hashed
-            else {
-                return Ok(None);
-            };
-            let in_order = seq == frontier.size + 1 && own_seq == seq;
-            let same_tenant = tenant.as_ref().is_none_or(|known| *known == t);
-            if !in_order || !same_tenant || claimed_prev != Some(prev.0) {
-                return Ok(None);
-            }
-            if tenant.is_none() {
-                tenant = Some(t);
-            }
-            frontier.push(leaf)?;
-            prev = ReceiptHash(claimed);
+        if eof {
+            return Ok((chunk, true));
         }
-        buf.drain(..cut);
+        // Cut after the last newline; a line longer than the chunk reads on.
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            *carry = chunk.split_off(i + 1);
+            return Ok((chunk, false));
+        }
+        let more = chunk.len().saturating_add(chunk_bytes);
+        while chunk.len() < more {
+            let available = export.fill_buf()?;
+            if available.is_empty() {
+                return Ok((chunk, true));
+            }
+            let n = available.len();
+            chunk.extend_from_slice(available);
+            export.consume(n);
+        }
     }
-    Ok(Some(Scan {
-        count: frontier.size,
-        head: prev,
-        tenant,
-        roots: frontier.roots,
-    }))
 }
 
-fn hash_lines(lines: &[&[u8]], threads: usize) -> Vec<Hashed> {
-    if threads == 1 || lines.len() < 1024 {
-        return lines.iter().map(|l| hash_line(l)).collect();
+/// Splits `chunk` into at most `parts` runs of whole lines, in order.
+fn split_lines(chunk: &[u8], parts: usize) -> Vec<&[u8]> {
+    let mut out = Vec::with_capacity(parts);
+    let mut start = 0;
+    for i in 1..parts {
+        let target = (chunk.len() * i / parts).max(start);
+        let Some(nl) = chunk
+            .get(target..)
+            .and_then(|r| r.iter().position(|&b| b == b'\n'))
+        else {
+            break;
+        };
+        out.push(&chunk[start..=target + nl]);
+        start = target + nl + 1;
     }
-    let per = lines.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let workers: Vec<_> = lines
-            .chunks(per)
-            .map(|part| s.spawn(move || part.iter().map(|l| hash_line(l)).collect::<Vec<_>>()))
-            .collect();
-        // A worker that died yields a fault, which sends the export to the generic path.
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap_or_else(|_| vec![Hashed::Fault]))
-            .collect()
-    })
+    out.push(&chunk[start..]);
+    out
+}
+
+fn hash_part(part: &[u8]) -> Vec<Hashed> {
+    part.split(|&b| b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .map(hash_line)
+        .collect()
 }
 
 fn hash_line(line: &[u8]) -> Hashed {
@@ -571,10 +633,9 @@ fn scan_generic<R: BufRead>(export: R, sizes: &[u64]) -> Result<Scan, AuditError
     let mut frontier = Frontier::new(sizes);
     let mut verifier = ChainVerifier::new();
     let mut tenant: Option<String> = None;
-    let mut line_no = 0u64;
-    for line in export.lines() {
+    for (index, line) in export.lines().enumerate() {
         let line = line?;
-        line_no += 1;
+        let line_no = index as u64 + 1;
         if line.trim().is_empty() {
             continue;
         }
@@ -736,8 +797,8 @@ mod tests {
 
     #[test]
     fn chunk_boundaries_and_blank_lines_change_nothing() {
-        let lines = export(3_000);
-        let cp = checkpoint(&lines, 3_000);
+        let lines = export(1_500);
+        let cp = checkpoint(&lines, 1_500);
         let mut text = lines.join("\n\n") + "\n";
         text.insert_str(0, "  \n");
         // Shorter than a line, a few lines, and more than the whole export.
@@ -757,11 +818,11 @@ mod tests {
                 )
                 .expect("verifies");
                 assert_eq!(
-                    report.count, 3_000,
+                    report.count, 1_500,
                     "chunk {chunk_bytes}, {threads} threads"
                 );
                 // …and on the fast path, not through the generic fallback.
-                let fast = scan_fast(std::io::Cursor::new(text.as_bytes()), &[3_000], &options)
+                let fast = scan_fast(std::io::Cursor::new(text.as_bytes()), &[1_500], &options)
                     .expect("scan");
                 assert!(fast.is_some(), "chunk {chunk_bytes}, {threads} threads");
             }

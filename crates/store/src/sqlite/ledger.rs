@@ -13,15 +13,16 @@
 //! made durable, so a power cut can only lose tree rows that the next integration rewrites
 //! identically.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use mandate_core::id::TenantId;
 use mandate_core::merkle::{
-    self, EMPTY_ROOT, Hash, MerkleError, NodeId, leaf_hash, nodes_completed_by_append,
-    nodes_for_consistency, nodes_for_inclusion, nodes_for_root,
+    self, EMPTY_ROOT, Hash, MemoryTree, MerkleError, NodeId, leaf_hash,
+    nodes_completed_by_append, nodes_for_consistency, nodes_for_inclusion, nodes_for_root,
+    verify_inclusion,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -113,8 +114,7 @@ impl SqliteLedger {
         F: FnOnce(&Connection) -> Result<T, LedgerError> + Send + 'static,
     {
         // The pool's error type is `StoreError`; carry ours through it untouched.
-        let out = self.readers.run(move |c| Ok(f(c))).await?;
-        out
+        self.readers.run(move |c| Ok(f(c))).await?
     }
 }
 
@@ -240,8 +240,17 @@ fn tree_head(c: &Connection, tenant: &TenantId) -> Result<TreeHead, LedgerError>
     }
 }
 
+/// Subtrees below this level (under 16 leaves) are not stored: they are folded from the receipt
+/// hashes, one block of [`BLOCK`] leaves at a time, when needed. That keeps the table at about one
+/// row per 8 receipts instead of two per receipt, and integration cheap.
+const STORED_FROM_LEVEL: u8 = 4;
+
+/// Leaves per block of unstored subtrees.
+const BLOCK: u64 = 1 << STORED_FROM_LEVEL;
+
 /// The complete nodes `ids` of `tenant`'s tree that exist (missing ones are left out, so the
-/// Merkle functions report them as [`MerkleError::MissingNode`]).
+/// Merkle functions report them as [`MerkleError::MissingNode`]): stored ones from
+/// `merkle_nodes`, lower ones folded from the receipt hashes of their block.
 fn fetch_nodes(
     c: &Connection,
     tenant: &TenantId,
@@ -253,8 +262,15 @@ fn fetch_nodes(
         )
         .map_err(unavailable)?;
     let mut out = HashMap::new();
+    let mut blocks: BTreeMap<u64, Vec<NodeId>> = BTreeMap::new();
     for id in ids {
         if out.contains_key(&id) {
+            continue;
+        }
+        if id.level < STORED_FROM_LEVEL {
+            if let Some(range) = id.leaf_range() {
+                blocks.entry(range.start / BLOCK).or_default().push(id);
+            }
             continue;
         }
         let hash: Option<Vec<u8>> = stmt
@@ -265,6 +281,18 @@ fn fetch_nodes(
             .map_err(unavailable)?;
         if let Some(hash) = hash {
             out.insert(id, hash_of(&hash, "merkle node")?);
+        }
+    }
+    for (block, wanted) in blocks {
+        let first = block * BLOCK;
+        let leaves = sequenced_after(c, tenant, first, BLOCK)?;
+        let tree = MemoryTree::from_leaf_hashes(leaves.iter().map(leaf_hash))?;
+        for id in wanted {
+            // Node (l, i) is node (l, i - first / 2^l) of the block's own tree.
+            let local = NodeId::new(id.level, id.index - (first >> id.level));
+            if let Some(hash) = tree.node(local) {
+                out.insert(id, hash);
+            }
         }
     }
     Ok(out)

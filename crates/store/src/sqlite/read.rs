@@ -390,19 +390,6 @@ pub(crate) fn enum_to<T: serde::Serialize>(v: T) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{AgentStatus, Role};
-
-    #[test]
-    fn enums_round_trip_through_text() {
-        assert_eq!(enum_to(AgentStatus::Suspended), "suspended");
-        assert_eq!(enum_from::<Role>("auditor").unwrap(), Role::Auditor);
-        assert!(enum_from::<Role>("root").is_err());
-    }
-}
-
 const DELEGATION_COLS: &str = "id, tenant, parent, root, delegator_kind, delegator, delegate, \
     scope, prohibitions, purpose, task, depth, max_depth, expires_at, created_at, status, \
     revoked_at, digest, human_signature";
@@ -721,4 +708,17 @@ pub(crate) fn tokens_in_status_range(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AgentStatus, Role};
+
+    #[test]
+    fn enums_round_trip_through_text() {
+        assert_eq!(enum_to(AgentStatus::Suspended), "suspended");
+        assert_eq!(enum_from::<Role>("auditor").unwrap(), Role::Auditor);
+        assert!(enum_from::<Role>("root").is_err());
+    }
 }
