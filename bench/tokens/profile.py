@@ -69,7 +69,9 @@ def main():
     evidence = defaultdict(Counter)
     for s in samples:
         stack = "\n".join(s["frames"])
-        if "blocking::pool" in stack or "BlockingTask" in stack:
+        # Runtime workers are themselves started through the blocking pool's spawner, so only a
+        # `BlockingTask` frame marks a spawn_blocking job.
+        if "BlockingTask" in stack or "mandate_store::sqlite::read" in stack:
             evidence[s["tid"]]["blocking"] += 1
         elif "multi_thread::worker" in stack or "hyper::" in stack or "mandate_server::routes" in stack:
             evidence[s["tid"]]["async"] += 1

@@ -8,6 +8,7 @@
     reason = "test code: a panic is a failed test"
 )]
 
+mod chain_demo;
 mod cli;
 mod commands;
 mod crash;

@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use mandate_core::id::TenantId;
 use mandate_core::merkle::{
-    self, EMPTY_ROOT, Hash, MemoryTree, MerkleError, NodeId, leaf_hash,
-    nodes_completed_by_append, nodes_for_consistency, nodes_for_inclusion, nodes_for_root,
+    self, EMPTY_ROOT, Hash, MemoryTree, MerkleError, NodeId, leaf_hash, nodes_completed_by_append,
+    nodes_for_consistency, nodes_for_inclusion, nodes_for_root, verify_consistency,
     verify_inclusion,
 };
 use rusqlite::{Connection, OptionalExtension, params};
@@ -286,7 +286,7 @@ fn fetch_nodes(
     for (block, wanted) in blocks {
         let first = block * BLOCK;
         let leaves = sequenced_after(c, tenant, first, BLOCK)?;
-        let tree = MemoryTree::from_leaf_hashes(leaves.iter().map(leaf_hash))?;
+        let tree = MemoryTree::from_leaf_hashes(leaves.iter().map(|h| leaf_hash(h)))?;
         for id in wanted {
             // Node (l, i) is node (l, i - first / 2^l) of the block's own tree.
             let local = NodeId::new(id.level, id.index - (first >> id.level));
@@ -311,13 +311,34 @@ fn within(c: &Connection, tenant: &TenantId, size: u64) -> Result<TreeHead, Ledg
     Ok(head)
 }
 
+/// Receipts changed after integration, found by a self-check.
+fn rewritten() -> LedgerError {
+    StoreError::Corrupt(
+        "the receipts no longer match the Merkle tree: they were changed after integration".into(),
+    )
+    .into()
+}
+
+/// The root at `size`, checked against the root integration recorded: the lowest levels are
+/// folded from the receipts, so a root at an older size is proved consistent with the head
+/// before anyone signs or serves it (cf. ct-merkle's `self_check`).
 fn root_at(c: &Connection, tenant: &TenantId, size: u64) -> Result<Hash, LedgerError> {
     let head = within(c, tenant, size)?;
     if size == head.size {
         return Ok(head.root);
     }
-    let nodes = fetch_nodes(c, tenant, nodes_for_root(size))?;
-    Ok(merkle::root(size, |id| nodes.get(&id).copied())?)
+    if size == 0 {
+        return Ok(EMPTY_ROOT);
+    }
+    let ids = nodes_for_root(size)
+        .into_iter()
+        .chain(nodes_for_consistency(size, head.size));
+    let nodes = fetch_nodes(c, tenant, ids)?;
+    let get = |id: NodeId| nodes.get(&id).copied();
+    let root = merkle::root(size, get)?;
+    let proof = merkle::consistency_proof(size, head.size, get)?;
+    verify_consistency(size, head.size, &root, &head.root, &proof).map_err(|_| rewritten())?;
+    Ok(root)
 }
 
 fn inclusion(
@@ -330,34 +351,21 @@ fn inclusion(
     if index >= size {
         return Err(MerkleError::IndexOutOfRange { index, size }.into());
     }
+    let root = root_at(c, tenant, size)?;
     let leaf_id = NodeId::new(0, index);
     let ids = nodes_for_inclusion(index, size)
         .into_iter()
-        .chain(nodes_for_root(size))
         .chain([leaf_id]);
     let nodes = fetch_nodes(c, tenant, ids)?;
     let get = |id: NodeId| nodes.get(&id).copied();
     let proof = merkle::inclusion_proof(index, size, get)?;
-    let root = merkle::root(size, get)?;
     let leaf = get(leaf_id).ok_or(MerkleError::MissingNode(leaf_id))?;
-    let stored: Option<Vec<u8>> = c
-        .prepare_cached("SELECT hash FROM receipts WHERE tenant = ?1 AND seq = ?2")
-        .map_err(unavailable)?
-        .query_row(params![tenant.as_str(), to_i64(index + 1)], |r| r.get(0))
-        .optional()
-        .map_err(unavailable)?;
-    let receipt_hash: [u8; 32] = stored
-        .and_then(|h| h.try_into().ok())
-        .ok_or_else(|| StoreError::Corrupt(format!("receipt {} is missing", index + 1)))?;
-    // The tree was built from the receipts; a receipt that no longer hashes to its leaf was
-    // changed afterwards.
-    if leaf_hash(&receipt_hash) != leaf {
-        return Err(StoreError::Corrupt(format!(
-            "receipt {} no longer matches its leaf in the Merkle tree",
-            index + 1
-        ))
-        .into());
-    }
+    // A receipt changed after integration gives a path that misses the recorded root.
+    verify_inclusion(index, size, &leaf, &proof, &root).map_err(|_| rewritten())?;
+    let receipt_hash = sequenced_after(c, tenant, index, 1)?
+        .first()
+        .copied()
+        .ok_or(MerkleError::MissingNode(leaf_id))?;
     Ok(InclusionProof {
         index,
         size,
@@ -382,18 +390,17 @@ fn consistency(
         .into());
     }
     within(c, tenant, to)?;
-    let ids = nodes_for_consistency(from, to)
-        .into_iter()
-        .chain(nodes_for_root(from))
-        .chain(nodes_for_root(to));
-    let nodes = fetch_nodes(c, tenant, ids)?;
-    let get = |id: NodeId| nodes.get(&id).copied();
+    let from_root = root_at(c, tenant, from)?;
+    let to_root = root_at(c, tenant, to)?;
+    let nodes = fetch_nodes(c, tenant, nodes_for_consistency(from, to))?;
+    let proof = merkle::consistency_proof(from, to, |id| nodes.get(&id).copied())?;
+    verify_consistency(from, to, &from_root, &to_root, &proof).map_err(|_| rewritten())?;
     Ok(ConsistencyProof {
         from,
         to,
-        from_root: merkle::root(from, get)?,
-        to_root: merkle::root(to, get)?,
-        proof: merkle::consistency_proof(from, to, get)?,
+        from_root,
+        to_root,
+        proof,
     })
 }
 
@@ -570,7 +577,8 @@ fn write_batch(
                 "INSERT INTO merkle_nodes (tenant, level, idx, hash) VALUES (?1, ?2, ?3, ?4)",
             )
             .map_err(unavailable)?;
-        for (id, hash) in rows {
+        // Lower levels are folded from the receipts when needed (see `STORED_FROM_LEVEL`).
+        for (id, hash) in rows.iter().filter(|(id, _)| id.level >= STORED_FROM_LEVEL) {
             insert
                 .execute(params![
                     tenant.as_str(),
@@ -796,6 +804,29 @@ mod tests {
         let size = f.ledger.integrate_tenant(&tenant.id).await.expect("final");
         let tree = expected(&f.store, &tenant.id).await;
         assert_eq!(size, 401);
+        // Only subtrees of 16 leaves and more are stored: 25 + 12 + 6 + 3 + 1.
+        let count = |sql: &str| -> i64 {
+            Connection::open(&f.path)
+                .expect("open")
+                .query_row(sql, [], |r| r.get(0))
+                .expect("count")
+        };
+        assert_eq!(
+            count("SELECT COUNT(*) FROM merkle_nodes WHERE level < 4"),
+            0
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) FROM merkle_nodes"),
+            25 + 12 + 6 + 3 + 1
+        );
+        for index in [0, 15, 16, 200, 399, 400] {
+            let p = f
+                .ledger
+                .inclusion_proof(&tenant.id, index, 401)
+                .await
+                .expect("inclusion");
+            assert_eq!(p.proof, tree.inclusion_proof(index, 401).expect("memory"));
+        }
         assert_eq!(
             f.ledger.tree_head(&tenant.id).await.expect("head").root,
             tree.root().expect("root")
@@ -875,6 +906,17 @@ mod tests {
             )
             .expect("tamper");
         let proof = f.ledger.inclusion_proof(&tenant.id, 1, 6).await;
+        assert!(matches!(
+            proof,
+            Err(LedgerError::Store(StoreError::Corrupt(_)))
+        ));
+        // Nor is a root over the changed receipt offered for signing.
+        let root = f.ledger.root_at(&tenant.id, 3).await;
+        assert!(matches!(
+            root,
+            Err(LedgerError::Store(StoreError::Corrupt(_)))
+        ));
+        let proof = f.ledger.consistency_proof(&tenant.id, 2, 6).await;
         assert!(matches!(
             proof,
             Err(LedgerError::Store(StoreError::Corrupt(_)))
