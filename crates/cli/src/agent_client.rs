@@ -85,7 +85,7 @@ pub(crate) struct DelegateArgs {
     to: String,
     /// The sub-agent's private key, used here to sign its consent. This is a demo shortcut: in a
     /// real deployment the sub-agent signs its consent itself and sends only that to the
-    /// delegating agent, and no one but the sub-agent ever holds this key.
+    /// delegating agent; its key never leaves it.
     #[arg(long, value_name = "SUB.jwk")]
     to_key: PathBuf,
     /// The authority handed on, within the token's: JSON authorization_details (array or one

@@ -22,9 +22,10 @@ const README_COMMANDS: &[&str] = &[
     r#"field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }"#,
     r#"scope() { printf '{"type":"mandate","actions":%s,"locations":["https://crm.example.com"],"resources":["tickets/*"]}' "$1"; }"#,
     r#"ALICE=$(mandate --json human add --name Alice --email alice@example.com | field '["id"]')"#,
+    r#"ALICE_KEY=$(mandate --json human api-key $ALICE | field '["api_key"]')"#,
     r#"A=$(mandate --json agent add --name triage-bot --owner $ALICE --purpose "triage support tickets" --ceiling "$(scope '["read","write","delete"]')" --save-key triage-bot.jwk | field '["agent"]["id"]')"#,
     r#"B=$(mandate --json agent add --name summarizer --owner $ALICE --purpose "summarize tickets" --ceiling "$(scope '["read","write","delete"]')" --save-key summarizer.jwk | field '["agent"]["id"]')"#,
-    r#"M=$(mandate --json mandate add --agent $A --authorization-details "$(scope '["read","write"]')" --purpose "triage the support queue" --save-document mandate.jwt | field '["id"]')"#,
+    r#"M=$(MANDATE_API_KEY=$ALICE_KEY mandate --json mandate add --agent $A --authorization-details "$(scope '["read","write"]')" --purpose "triage the support queue" --save-document mandate.jwt | field '["id"]')"#,
     r#"mandate token redeem --key triage-bot.jwk --document mandate.jwt --save a-token.json"#,
     r#"mandate token delegate --key triage-bot.jwk --token a-token.json --to $B --to-key summarizer.jwk --authorization-details "$(scope '["read"]')" --save b-token.json"#,
     r#"mandate token show b-token.json"#,
@@ -90,6 +91,10 @@ fn human_agent_sub_agent_widening_refused_then_revoked() {
         .as_str()
         .unwrap()
         .to_owned();
+    let alice_key = ok_json(url, p, &["--json", "human", "api-key", &alice])["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let ceiling = scope(r#"["read","write","delete"]"#);
     let a = ok_json(
         url,
@@ -135,9 +140,10 @@ fn human_agent_sub_agent_widening_refused_then_revoked() {
         .as_str()
         .unwrap()
         .to_owned();
-    let m = ok_json(
+    // Alice makes the mandate herself, with her own API key: she is the human at the root.
+    let (code, out, err) = mandate(
         url,
-        p,
+        &alice_key,
         &[
             "--json",
             "mandate",
@@ -151,10 +157,13 @@ fn human_agent_sub_agent_widening_refused_then_revoked() {
             "--save-document",
             &file("mandate.jwt"),
         ],
-    )["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    );
+    assert_eq!(code, 0, "{err}");
+    p.push_str(&out);
+    p.push_str(&err);
+    let created: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(created["mandate"]["delegator"]["id"], alice.as_str());
+    let m = created["id"].as_str().unwrap().to_owned();
 
     // Agent A redeems its mandate: a DPoP-bound token for A, on behalf of Alice.
     let out = ok(
