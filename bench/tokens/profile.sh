@@ -23,7 +23,10 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 
 PID=
-cleanup() { if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi; }
+cleanup() {
+  if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi
+  [ "${KEEP_DATA:-0}" = 1 ] || rm -rf "$OUT/mandate-data"
+}
 trap cleanup EXIT
 
 ADMIN_KEY="mnd_profile_$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"

@@ -77,7 +77,7 @@ def verify_inclusion(index, size, leaf, proof, root):
 
 
 def parse_verifier_key(text):
-    name, key_id, key = text.strip().split("+")
+    name, key_id, key = text.strip().split("+", 2)
     typed = base64.b64decode(key, validate=True)
     if typed[0] != 0x01 or len(typed) != 33:
         raise ValueError("not an Ed25519 verifier key")

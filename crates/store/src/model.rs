@@ -524,6 +524,8 @@ pub struct TokenView {
     pub chain: Vec<Delegation>,
     /// The agent the token was issued to.
     pub agent: Agent,
+    /// Status of the delegate agent of each delegation of `chain`, in the same order.
+    pub delegate_statuses: Vec<AgentStatus>,
 }
 
 /// A receipt that has just become durable.

@@ -788,7 +788,7 @@ fn verify_access_token(state: &AppState, token: &str) -> Option<AccessTokenClaim
 /// Whether a stored token is usable now: token active and unexpired, every delegation of its
 /// chain active and unexpired, every delegate agent of the chain active.
 async fn is_active(state: &AppState, view: &TokenView) -> Result<bool, TokenError> {
-    Ok(effective_status(state, view).await? == mandate_core::status_list::VALID)
+    Ok(effective_status(state, view)? == mandate_core::status_list::VALID)
 }
 
 fn inactive() -> Response {
@@ -1343,7 +1343,7 @@ fn status_claim(state: &AppState, idx: u64) -> Value {
 
 /// The status a token has now (§7.1): VALID, SUSPENDED (an agent of its chain is suspended) or
 /// INVALID (revoked, expired, or any link of its chain revoked, expired or its agent revoked).
-pub async fn effective_status(state: &AppState, view: &TokenView) -> Result<u8, TokenError> {
+pub fn effective_status(state: &AppState, view: &TokenView) -> Result<u8, TokenError> {
     use mandate_core::status_list::{INVALID, SUSPENDED, VALID};
     let now = state.now();
     if view.token.status != TokenStatus::Active
@@ -1352,15 +1352,18 @@ pub async fn effective_status(state: &AppState, view: &TokenView) -> Result<u8, 
     {
         return Ok(INVALID);
     }
+    if view.delegate_statuses.len() != view.chain.len() {
+        return Ok(INVALID);
+    }
     let mut status = VALID;
-    for d in &view.chain {
+    for (d, agent) in view.chain.iter().zip(&view.delegate_statuses) {
         if d.status != DelegationStatus::Active || d.expires_at <= now {
             return Ok(INVALID);
         }
-        match state.store.agent_status(&d.tenant, &d.delegate).await? {
-            Some(AgentStatus::Active) => {}
-            Some(AgentStatus::Suspended) => status = SUSPENDED,
-            _ => return Ok(INVALID),
+        match agent {
+            AgentStatus::Active => {}
+            AgentStatus::Suspended => status = SUSPENDED,
+            AgentStatus::Revoked => return Ok(INVALID),
         }
     }
     Ok(status)
@@ -1391,7 +1394,7 @@ pub async fn status_list(
             .await?
         {
             if let Some(idx) = view.token.status_idx {
-                let st = effective_status(&state, &view).await?;
+                let st = effective_status(&state, &view)?;
                 list.set(idx - lo, st)
                     .map_err(|_| TokenError::new(Code::ServerError, "status list"))?;
             }

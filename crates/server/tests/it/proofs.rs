@@ -360,3 +360,158 @@ async fn python_verifies_checkpoint_export_and_inclusion_proof() {
     assert!(!ok, "verify_ledger.py accepted a forged export:\n{stdout}");
     assert!(stderr.contains("receipt 3"), "{stderr}");
 }
+
+/// DESIGN §6: receipts hold ids and hashes only. After a full token flow — redeem a mandate,
+/// exchange the token for a sub-agent, introspect, revoke the token and the mandate — no access
+/// token, client assertion, actor token, DPoP proof or private key is anywhere in the database
+/// files (nor in the receipts the API serves): not whole, not their signatures, not the keys in
+/// raw, hex or base64url form.
+#[tokio::test]
+async fn no_token_assertion_proof_or_private_key_reaches_the_database() {
+    use crate::tokens::{BEARER, CRM, Dpop, EXCHANGE, register_agent, world};
+    use mandate_core::encoding::{b64url, hex as to_hex};
+    use mandate_core::jose::{self, Algorithm, JwtKind};
+
+    let w = world().await;
+    let me = w.s.get("/v1/me", ADMIN_KEY).await.body["human"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sub = register_agent(&w.s, &me, "sub-bot", 31).await;
+    let mut secrets: Vec<String> = Vec::new();
+
+    // Redeem the mandate.
+    let dpop = Dpop::new(90);
+    let assertion = w.agent.assertion(&w.s, json!({}));
+    let proof = dpop.proof(&w.s, "POST", "/oauth2/token", json!({}));
+    let (status, _, body) = w
+        .redeem_with(&assertion, &w.document, Some(&proof), &[])
+        .await;
+    assert_eq!(status, 200, "{body:?}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    secrets.extend([assertion, proof, token.clone()]);
+
+    // Exchange it for the sub-agent, with its consent.
+    let sub_dpop = Dpop::new(91);
+    let now = w.s.clock_secs();
+    let consent = jose::sign(
+        JwtKind::ActorToken,
+        Some(&sub.kid()),
+        Algorithm::EdDSA,
+        &json!({"iss": sub.id, "sub": sub.id, "aud": w.s.running.issuer, "iat": now,
+            "exp": now + 120, "jti": crate::tokens::nonce(), "delegator": w.agent.id,
+            "cnf": {"jkt": sub_dpop.jkt()}}),
+        &sub.key,
+    );
+    let assertion = w.agent.assertion(&w.s, json!({}));
+    let proof = dpop.proof(&w.s, "POST", "/oauth2/token", json!({}));
+    let details =
+        json!([{"type": "mandate", "actions": ["read"], "locations": [CRM], "resources": ["tickets/42"]}])
+            .to_string();
+    let (status, _, body) =
+        w.s.form(
+            "/oauth2/token",
+            &[
+                ("grant_type", EXCHANGE),
+                ("subject_token", &token),
+                (
+                    "subject_token_type",
+                    "urn:ietf:params:oauth:token-type:access_token",
+                ),
+                ("actor_token", &consent),
+                ("actor_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+                ("client_assertion_type", BEARER),
+                ("client_assertion", &assertion),
+                ("authorization_details", &details),
+            ],
+            Some(&proof),
+        )
+        .await;
+    assert_eq!(status, 200, "{body:?}");
+    let sub_token = body["access_token"].as_str().unwrap().to_owned();
+    secrets.extend([consent, assertion, proof, sub_token.clone()]);
+
+    // Introspect, revoke the sub-agent's token, then the mandate.
+    assert_eq!(w.introspect(&sub_token).await["active"], true);
+    let assertion = sub.assertion(&w.s, json!({}));
+    let (status, _, _) =
+        w.s.form(
+            "/oauth2/revoke",
+            &[
+                ("token", &sub_token),
+                ("client_assertion_type", BEARER),
+                ("client_assertion", &assertion),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    secrets.push(assertion);
+    let r =
+        w.s.post(
+            &format!("/v1/delegations/{}/revoke", w.mandate),
+            ADMIN_KEY,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(w.introspect(&token).await, json!({"active": false}));
+    // The gate's assertions were made inside `introspect`; one more of the same shape.
+    secrets.push(w.gate.assertion(&w.s, json!({})));
+    secrets.push(ADMIN_KEY.to_owned());
+
+    // Each JWT also by its signature alone (the part only the holder of the key can make).
+    let signatures: Vec<String> = secrets
+        .iter()
+        .filter_map(|s| s.rsplit('.').next().filter(|sig| sig.len() > 40))
+        .map(str::to_owned)
+        .collect();
+    secrets.extend(signatures);
+    // Private keys: the agents', the gate's and the DPoP keys, in every usual spelling.
+    let mut keys: Vec<[u8; 32]> = [
+        &w.agent.key,
+        &w.gate.key,
+        &sub.key,
+        &dpop.key,
+        &sub_dpop.key,
+    ]
+    .iter()
+    .map(|k| k.to_bytes())
+    .collect();
+    // The server's own signing seeds live in their 0600 file, never in the database.
+    let ring: Value = serde_json::from_str(
+        &std::fs::read_to_string(w.s.dir.path().join("data/signing-keys.json")).unwrap(),
+    )
+    .unwrap();
+    for name in ["current", "next"] {
+        let seed = mandate_core::encoding::b64url_decode(ring[name].as_str().unwrap()).unwrap();
+        keys.push(seed.try_into().unwrap());
+    }
+    let mut needles: Vec<Vec<u8>> = secrets.iter().map(|s| s.as_bytes().to_vec()).collect();
+    for k in &keys {
+        needles.extend([k.to_vec(), to_hex(k).into_bytes(), b64url(k).into_bytes()]);
+    }
+
+    let served = items(&w.s, ADMIN_KEY).await;
+    let served = serde_json::to_vec(&served).unwrap();
+    let Server { running, dir, .. } = w.s;
+    running.stop().await;
+    let mut haystacks = vec![("GET /v1/receipts".to_owned(), served)];
+    for entry in std::fs::read_dir(dir.path().join("data")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|n| n == "signing-keys.json") {
+            continue;
+        }
+        haystacks.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+    }
+    assert!(haystacks.len() >= 2, "the database files exist");
+    for (name, bytes) in &haystacks {
+        for needle in &needles {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_slice()),
+                "{name} contains a secret: {}",
+                String::from_utf8_lossy(&needle[..needle.len().min(24)])
+            );
+        }
+    }
+}

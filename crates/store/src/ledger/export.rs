@@ -21,8 +21,13 @@
 //! fast path the export is re-walked with [`ChainVerifier`] and its generic RFC 8785 pass, so a
 //! failure is always reported the way `mandate audit verify` reports it online. With
 //! [`AuditOptions::generic_jcs`] every receipt goes through [`ChainVerifier`].
+//!
+//! The fast path accepts nothing the generic one refuses: it makes the same order, tenant and
+//! link checks, parses each receipt strictly (unknown members refused), sends unsafe integers to
+//! the generic path, compares `prev` as spelled rather than decoded, and hashes the fixed-order
+//! serialisation that `mandate_core::receipt`'s tests hold equal to RFC 8785.
 
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 
 use mandate_core::checkpoint::{self, Checkpoint, CheckpointError, NoteVerifier};
 use mandate_core::jcs::MAX_SAFE_INTEGER;
@@ -39,7 +44,7 @@ const CHUNK_BYTES: usize = 8 << 20;
 #[derive(Debug, Clone)]
 pub struct AuditOptions {
     /// Re-canonicalise every receipt through the generic RFC 8785 path ([`ChainVerifier`]), not
-    /// only when the fast path finds a fault (about 5× slower).
+    /// only when the fast path finds a fault (several times slower; see BENCHMARKS.md).
     pub generic_jcs: bool,
     /// Hashing threads (at least 1).
     pub threads: usize,
@@ -251,8 +256,11 @@ enum Hashed {
     Ok {
         seq: u64,
         claimed: [u8; 32],
+        /// `claimed` as the line spelled it (hex that decodes to `claimed`).
+        claimed_hex: String,
         leaf: Hash,
-        prev: Option<[u8; 32]>,
+        /// The receipt's `prev`, as spelled.
+        prev: String,
         tenant: String,
         own_seq: u64,
     },
@@ -452,6 +460,7 @@ fn scan_fast<R: BufRead>(
     let mut chain = FastChain {
         frontier: Frontier::new(sizes),
         prev: ReceiptHash::GENESIS,
+        prev_hex: mandate_core::receipt::GENESIS_PREV.to_owned(),
         tenant: None,
     };
     let mut pending: Option<Vec<Hashed>> = None;
@@ -501,6 +510,8 @@ fn scan_fast<R: BufRead>(
 struct FastChain {
     frontier: Frontier,
     prev: ReceiptHash,
+    /// `prev` as the previous line spelled it; the genesis `prev` before the first.
+    prev_hex: String,
     tenant: Option<String>,
 }
 
@@ -512,6 +523,7 @@ impl FastChain {
             let Hashed::Ok {
                 seq,
                 claimed,
+                claimed_hex,
                 leaf,
                 prev,
                 tenant,
@@ -522,7 +534,9 @@ impl FastChain {
             };
             let in_order = seq == self.frontier.size + 1 && own_seq == seq;
             let same_tenant = self.tenant.as_ref().is_none_or(|known| *known == tenant);
-            if !in_order || !same_tenant || prev != Some(self.prev.0) {
+            // The same spelling as the hash it names (which decoded to `self.prev`): stricter
+            // than comparing decoded bytes, so nothing passes here that the generic path refuses.
+            if !in_order || !same_tenant || prev != self.prev_hex {
                 return Ok(false);
             }
             if self.tenant.is_none() {
@@ -530,6 +544,7 @@ impl FastChain {
             }
             self.frontier.push(leaf)?;
             self.prev = ReceiptHash(claimed);
+            self.prev_hex = claimed_hex;
         }
         Ok(true)
     }
@@ -543,36 +558,21 @@ fn next_chunk<R: BufRead>(
     chunk_bytes: usize,
 ) -> std::io::Result<(Vec<u8>, bool)> {
     let mut chunk = std::mem::take(carry);
-    chunk.reserve(chunk_bytes.saturating_add(64 << 10));
-    let mut eof = false;
+    chunk.reserve(chunk_bytes.saturating_add(chunk_bytes / 2));
     loop {
-        while chunk.len() < chunk_bytes {
-            let available = export.fill_buf()?;
-            if available.is_empty() {
-                eof = true;
-                break;
-            }
-            let n = available.len();
-            chunk.extend_from_slice(available);
-            export.consume(n);
-        }
-        if eof {
+        // Straight into the chunk, without a second copy.
+        let want = chunk_bytes
+            .saturating_sub(chunk.len())
+            .max(chunk_bytes / 2)
+            .max(1);
+        let read = export.by_ref().take(want as u64).read_to_end(&mut chunk)?;
+        if read == 0 {
             return Ok((chunk, true));
         }
         // Cut after the last newline; a line longer than the chunk reads on.
         if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
             *carry = chunk.split_off(i + 1);
             return Ok((chunk, false));
-        }
-        let more = chunk.len().saturating_add(chunk_bytes);
-        while chunk.len() < more {
-            let available = export.fill_buf()?;
-            if available.is_empty() {
-                return Ok((chunk, true));
-            }
-            let n = available.len();
-            chunk.extend_from_slice(available);
-            export.consume(n);
         }
     }
 }
@@ -597,14 +597,18 @@ fn split_lines(chunk: &[u8], parts: usize) -> Vec<&[u8]> {
 }
 
 fn hash_part(part: &[u8]) -> Vec<Hashed> {
-    part.split(|&b| b == b'\n')
-        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+    // One UTF-8 check for the whole run; lines that are not text go to the generic path.
+    let Ok(text) = std::str::from_utf8(part) else {
+        return vec![Hashed::Fault];
+    };
+    text.split('\n')
+        .filter(|l| !l.trim().is_empty())
         .map(hash_line)
         .collect()
 }
 
-fn hash_line(line: &[u8]) -> Hashed {
-    let Ok(item) = serde_json::from_slice::<Line>(line) else {
+fn hash_line(line: &str) -> Hashed {
+    let Ok(item) = serde_json::from_str::<Line>(line) else {
         return Hashed::Fault;
     };
     let safe = |n: u64| n <= MAX_SAFE_INTEGER;
@@ -621,8 +625,9 @@ fn hash_line(line: &[u8]) -> Hashed {
     Hashed::Ok {
         seq: item.seq,
         claimed: claimed.0,
+        claimed_hex: item.hash,
         leaf: leaf_hash(&claimed.0),
-        prev: ReceiptHash::from_hex(&item.receipt.prev).map(|h| h.0),
+        prev: item.receipt.prev,
         own_seq: item.receipt.seq,
         tenant: item.receipt.tenant,
     }

@@ -169,8 +169,9 @@ fn revoke_tenant(c: &Connection, tenant: &TenantId, at: i64) -> Result<AppliedVa
 }
 
 fn insert_delegation(c: &Connection, d: &Delegation) -> Result<(), StoreError> {
-    let agent = existing_agent(c, &d.tenant, &d.delegate)?;
-    if agent.status != AgentStatus::Active {
+    let status = read::agent_status(c, &d.tenant, &d.delegate)?
+        .ok_or_else(|| StoreError::NotFound(format!("agent `{}`", d.delegate)))?;
+    if status != AgentStatus::Active {
         return Err(StoreError::Conflict(format!(
             "agent `{}` is not active",
             d.delegate
@@ -241,8 +242,9 @@ fn consume_jti(c: &Connection, j: &JtiUse) -> Result<(), StoreError> {
 /// Records an issued token, re-checking at commit time (serialised with revocations) that its
 /// agent and every delegation of its chain are still active and unexpired.
 fn issue_token(c: &Connection, t: &TokenRecord, now: i64) -> Result<(), StoreError> {
-    let agent = existing_agent(c, &t.tenant, &t.agent)?;
-    if agent.status != AgentStatus::Active {
+    let status = read::agent_status(c, &t.tenant, &t.agent)?
+        .ok_or_else(|| StoreError::NotFound(format!("agent `{}`", t.agent)))?;
+    if status != AgentStatus::Active {
         return Err(StoreError::Conflict(format!(
             "agent `{}` is not active",
             t.agent

@@ -45,7 +45,7 @@ impl SqliteOptions {
         Self {
             path: path.into(),
             max_batch: 2048,
-            readers: 4,
+            readers: 16,
         }
     }
 }
@@ -99,13 +99,17 @@ fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     };
     let conn = Connection::open_with_flags(path, flags).map_err(unavailable)?;
     // WAL + synchronous=FULL: a commit returns only after the WAL is fsynced (SECURITY line 8).
-    // A 64 MiB page cache and in-memory temporaries keep large transactions (cascading
-    // revocations) from spilling to disk before their commit.
     conn.execute_batch(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; \
-         PRAGMA busy_timeout=10000; PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;",
+         PRAGMA busy_timeout=10000;",
     )
     .map_err(unavailable)?;
+    if !read_only {
+        // The writer: a 64 MiB page cache and in-memory temporaries keep large transactions
+        // (cascading revocations) from spilling to disk before their commit.
+        conn.execute_batch("PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;")
+            .map_err(unavailable)?;
+    }
     Ok(conn)
 }
 

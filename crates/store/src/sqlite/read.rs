@@ -269,7 +269,7 @@ pub(crate) fn keys(c: &Connection, owner: &str) -> Result<Vec<KeyRecord>, StoreE
         let bytes: [u8; 32] = x.try_into().map_err(|_| corrupt("key bytes"))?;
         out.push(KeyRecord {
             kid,
-            jwk: PublicJwk::from_bytes(&bytes).map_err(|_| corrupt("key bytes"))?,
+            jwk: public_key(&bytes)?,
             status: enum_from::<KeyStatus>(&status)?,
             created_at,
             retired_at,
@@ -372,6 +372,28 @@ pub(crate) fn receipts(
         });
     }
     Ok(out)
+}
+
+/// A stored public key, validated once per process: decompressing an Ed25519 point costs a
+/// field square root, and the same few keys are read on every token request. The cache maps
+/// key bytes to the validated key, so it can never return a different key; it is bounded.
+fn public_key(bytes: &[u8; 32]) -> Result<PublicJwk, StoreError> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    const MAX: usize = 4096;
+    static CACHE: OnceLock<Mutex<HashMap<[u8; 32], PublicJwk>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(k) = cache.lock().ok().and_then(|c| c.get(bytes).cloned()) {
+        return Ok(k);
+    }
+    let key = PublicJwk::from_bytes(bytes).map_err(|_| corrupt("key bytes"))?;
+    if let Ok(mut c) = cache.lock() {
+        if c.len() >= MAX {
+            c.clear();
+        }
+        c.insert(*bytes, key.clone());
+    }
+    Ok(key)
 }
 
 pub(crate) fn corrupt(what: &str) -> StoreError {
@@ -564,8 +586,17 @@ pub(crate) fn token_view(c: &Connection, jti: &str) -> Result<Option<TokenView>,
     let Some(a) = agent(c, &tenant, &agent_id)? else {
         return Err(corrupt("token of a missing agent"));
     };
+    let chain = chain(c, &tenant, &delegation)?;
+    let mut delegate_statuses = Vec::with_capacity(chain.len());
+    for d in &chain {
+        delegate_statuses.push(
+            agent_status(c, &tenant, &d.delegate)?
+                .ok_or_else(|| corrupt("delegation to a missing agent"))?,
+        );
+    }
     Ok(Some(TokenView {
-        chain: chain(c, &tenant, &delegation)?,
+        delegate_statuses,
+        chain,
         token: TokenRecord {
             jti: jti.to_owned(),
             tenant,
