@@ -93,10 +93,12 @@ pub(crate) fn apply(c: &Connection, mutation: Mutation) -> Result<AppliedValue, 
                 consume_jti(c, j)?;
             }
             if let Some((tenant, agent)) = seen {
-                c.execute(
-                    "UPDATE agents SET last_seen_at = ?3 WHERE tenant = ?1 AND id = ?2",
-                    params![tenant.as_str(), agent.as_str(), now],
+                // Last-seen has minute precision: most requests change nothing.
+                c.prepare_cached(
+                    "UPDATE agents SET last_seen_at = ?3 WHERE tenant = ?1 AND id = ?2 \
+                     AND (last_seen_at IS NULL OR last_seen_at < ?3 - 60000)",
                 )
+                .and_then(|mut st| st.execute(params![tenant.as_str(), agent.as_str(), now]))
                 .map_err(unavailable)?;
             }
             if let Some(t) = issue {
