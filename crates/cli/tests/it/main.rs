@@ -14,5 +14,6 @@ mod commands;
 mod crash;
 mod delegation_cli;
 mod proc;
+mod secrets_scan;
 mod support;
 mod tamper;

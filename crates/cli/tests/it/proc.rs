@@ -17,6 +17,11 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub fn start(data: &Path) -> Self {
+        Self::start_logging(data, None)
+    }
+
+    /// Starts the server; with `log`, its stdout and stderr go to that file at debug level.
+    pub fn start_logging(data: &Path, log: Option<&Path>) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -26,9 +31,20 @@ impl ServerProcess {
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
             .arg(data)
             .env("MANDATE_BOOTSTRAP_KEY", ADMIN_KEY)
-            .env("MANDATE_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .env("MANDATE_LOG", if log.is_some() { "debug" } else { "warn" })
+            .stdout(match log {
+                Some(p) => Stdio::from(std::fs::File::create(p).expect("log file")),
+                None => Stdio::null(),
+            })
+            .stderr(match log {
+                Some(p) => Stdio::from(
+                    std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(p)
+                        .expect("log file"),
+                ),
+                None => Stdio::inherit(),
+            })
             .spawn()
             .expect("spawn mandate serve");
         let url = format!("http://127.0.0.1:{port}");

@@ -100,8 +100,11 @@ fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(path, flags).map_err(unavailable)?;
     // Keep cached statements' query plans: without it SQLite re-prepares statements that bind
     // parameters used in ORDER BY / LIMIT on every run (measured: ~150 µs per token).
-    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
-        .map_err(unavailable)?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .map_err(unavailable)?;
     // WAL + synchronous=FULL: a commit returns only after the WAL is fsynced (SECURITY line 8).
     conn.execute_batch(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; \
