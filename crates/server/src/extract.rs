@@ -112,13 +112,22 @@ where
         if !scheme.eq_ignore_ascii_case("bearer") || key.is_empty() || key.len() > 256 {
             return Err(unauthorized());
         }
-        let hash: [u8; 32] = Sha256::digest(key.trim().as_bytes()).into();
         // Unknown, revoked and foreign keys look identical to the caller.
-        match state.store.principal_by_api_key(hash).await? {
+        match principal_for_key(&state, key.trim()).await? {
             Some(p) => Ok(Self(p)),
             None => Err(unauthorized()),
         }
     }
+}
+
+/// The principal an API key authenticates, if the key and its human are active. Only the
+/// SHA-256 of a key is ever stored or compared.
+pub async fn principal_for_key(
+    state: &AppState,
+    key: &str,
+) -> Result<Option<Principal>, mandate_store::StoreError> {
+    let hash: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+    state.store.principal_by_api_key(hash).await
 }
 
 impl Caller {

@@ -150,6 +150,9 @@ pub trait Store: Send + Sync + 'static {
         human: &HumanId,
     ) -> Result<Vec<KeyRecord>, StoreError>;
 
+    /// The `seq` of the newest receipt of `tenant` (0 for an empty chain).
+    async fn receipt_head(&self, tenant: &TenantId) -> Result<u64, StoreError>;
+
     /// Receipts of `tenant` with `seq > after`, ascending, at most `limit`.
     async fn receipts(
         &self,

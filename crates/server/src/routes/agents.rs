@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use super::humans::slug;
-use super::{PageQuery, ReasonBody, StrictQuery, human_event, list, text};
+use super::{PageQuery, ReasonBody, StrictQuery, human_event, list, not_found_id, text};
 use crate::error::{ApiError, ProblemKind};
 use crate::extract::{Caller, StrictJson};
 use crate::state::{AppState, random};
@@ -65,12 +65,7 @@ pub async fn create_agent(
     let now = state.now();
     let name = slug(&body.name, "name")?;
     let purpose = text(&body.purpose, "purpose", 512)?;
-    let owner = HumanId::parse(&body.owner).map_err(|_| {
-        ApiError::not_found(format!(
-            "human `{}`",
-            body.owner.chars().take(64).collect::<String>()
-        ))
-    })?;
+    let owner = HumanId::parse(&body.owner).map_err(|_| not_found_id("human", &body.owner))?;
     let ceiling = Scope::parse(&body.ceiling, &state.limits)
         .map_err(|e| ApiError::unprocessable(format!("invalid `ceiling`: {e}")))?;
     let ceiling = serde_json::to_value(&ceiling)
@@ -158,12 +153,7 @@ pub async fn list_agents(
 }
 
 async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<Agent, ApiError> {
-    let not_found = || {
-        ApiError::not_found(format!(
-            "agent `{}`",
-            id.chars().take(64).collect::<String>()
-        ))
-    };
+    let not_found = || not_found_id("agent", id);
     let id = AgentId::parse(id).map_err(|_| not_found())?;
     state
         .store
@@ -404,12 +394,7 @@ pub async fn show_gate(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let not_found = || {
-        ApiError::not_found(format!(
-            "gate `{}`",
-            id.chars().take(64).collect::<String>()
-        ))
-    };
+    let not_found = || not_found_id("gate", &id);
     let gid = GateId::parse(&id).map_err(|_| not_found())?;
     let gate = state
         .store

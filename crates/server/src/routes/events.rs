@@ -18,7 +18,6 @@ use mandate_core::id::TenantId;
 use mandate_core::jose::{AssertionExpectation, JoseLimits, JwtKind, Unverified};
 use mandate_core::receipt::EventKind;
 use mandate_store::{Client, CommittedReceipt, JtiUse, Mutation};
-use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 
 use crate::error::{ApiError, ProblemKind};
@@ -54,9 +53,9 @@ pub async fn events(State(state): State<AppState>, headers: HeaderMap) -> Respon
     let live = state.store.subscribe();
     let start = if after == u64::MAX {
         // A fresh subscriber starts at the head: only what happens from now on.
-        match head(&state, &tenant).await {
+        match state.store.receipt_head(&tenant).await {
             Ok(seq) => seq,
-            Err(e) => return e.into_response(),
+            Err(e) => return ApiError::from(e).into_response(),
         }
     } else {
         after
@@ -86,8 +85,7 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<TenantId,
     }
     let cred = cred.trim();
     if cred.starts_with("mnd_") {
-        let hash: [u8; 32] = Sha256::digest(cred.as_bytes()).into();
-        return match state.store.principal_by_api_key(hash).await? {
+        return match crate::extract::principal_for_key(state, cred).await? {
             Some(p) => Ok(p.tenant.id),
             None => Err(unauthorized()),
         };
@@ -101,17 +99,14 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<TenantId,
         return Err(unauthorized());
     };
     let now = state.now();
-    let verified = gate
-        .keys
-        .iter()
-        .filter(|k| k.usable(now))
-        .find_map(|k| {
-            unverified
-                .clone()
-                .verify(JwtKind::ClientAssertion, &k.jwk)
-                .ok()
-        })
-        .ok_or_else(unauthorized)?;
+    let (verified, _) = super::oauth::verify_with_keys(
+        &unverified,
+        JwtKind::ClientAssertion,
+        &gate.keys,
+        now,
+        None,
+    )
+    .ok_or_else(unauthorized)?;
     let assertion = mandate_core::jose::verify_client_assertion(
         &verified,
         &AssertionExpectation::new(&state.issuer, now / 1000),
@@ -139,21 +134,6 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<TenantId,
             other => other.into(),
         })?;
     Ok(gate.tenant)
-}
-
-/// The seq of the tenant's newest receipt.
-async fn head(state: &AppState, tenant: &TenantId) -> Result<u64, ApiError> {
-    let mut after = 0;
-    loop {
-        let page = state.store.receipts(tenant, after, 1000).await?;
-        match page.last() {
-            Some(r) => after = r.seq,
-            None => return Ok(after),
-        }
-        if page.len() < 1000 {
-            return Ok(after);
-        }
-    }
 }
 
 enum Phase {

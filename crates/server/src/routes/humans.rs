@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{PageQuery, ReasonBody, StrictQuery, human_event, list, text};
+use super::{PageQuery, ReasonBody, StrictQuery, human_event, list, not_found_id, text};
 use crate::error::ApiError;
 use crate::extract::{Caller, StrictJson};
 use crate::state::{AppState, random};
@@ -190,12 +190,7 @@ pub async fn list_humans(
 
 /// Loads a human of the caller's tenant; malformed and foreign ids are "not found".
 async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<Human, ApiError> {
-    let not_found = || {
-        ApiError::not_found(format!(
-            "human `{}`",
-            id.chars().take(64).collect::<String>()
-        ))
-    };
+    let not_found = || not_found_id("human", id);
     let id = HumanId::parse(id).map_err(|_| not_found())?;
     state
         .store
@@ -401,12 +396,7 @@ pub async fn revoke_tenant(
         request_hash,
     }: StrictJson<ReasonBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let not_found = || {
-        ApiError::not_found(format!(
-            "tenant `{}`",
-            id.chars().take(64).collect::<String>()
-        ))
-    };
+    let not_found = || not_found_id("tenant", &id);
     if !(caller.0.tenant.operator && caller.0.human.role == Role::Owner) {
         // Other tenants do not exist for anyone else.
         return Err(not_found());

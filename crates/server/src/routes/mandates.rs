@@ -17,7 +17,7 @@ use mandate_store::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ReasonBody, human_event, text};
+use super::{ReasonBody, human_event, not_found_id, text};
 use crate::error::{ApiError, ProblemKind};
 use crate::extract::{Caller, StrictJson};
 use crate::state::{AppState, random};
@@ -91,12 +91,7 @@ pub async fn create_mandate(
     let now = state.now();
     let now_secs = now / 1000;
     let policy = &state.policy;
-    let not_found = || {
-        ApiError::not_found(format!(
-            "agent `{}`",
-            body.agent.chars().take(64).collect::<String>()
-        ))
-    };
+    let not_found = || not_found_id("agent", &body.agent);
     let agent_id = AgentId::parse(&body.agent).map_err(|_| not_found())?;
     let agent = state
         .store
@@ -328,12 +323,7 @@ pub fn delegation_document(state: &AppState, d: &Delegation, now_secs: i64) -> S
 }
 
 async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<Delegation, ApiError> {
-    let not_found = || {
-        ApiError::not_found(format!(
-            "delegation `{}`",
-            id.chars().take(64).collect::<String>()
-        ))
-    };
+    let not_found = || not_found_id("delegation", id);
     let id = DelegationId::parse(id).map_err(|_| not_found())?;
     state
         .store
@@ -449,12 +439,7 @@ pub async fn add_human_key(
         request_hash,
     }: StrictJson<NewHumanKeyBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let not_found = || {
-        ApiError::not_found(format!(
-            "human `{}`",
-            id.chars().take(64).collect::<String>()
-        ))
-    };
+    let not_found = || not_found_id("human", &id);
     let hid = HumanId::parse(&id).map_err(|_| not_found())?;
     if hid != caller.0.human.id {
         caller.require_writer()?;
@@ -497,12 +482,7 @@ pub async fn delegation_tree(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let not_found = || {
-        ApiError::not_found(format!(
-            "delegation `{}`",
-            id.chars().take(64).collect::<String>()
-        ))
-    };
+    let not_found = || not_found_id("delegation", &id);
     let did = DelegationId::parse(&id).map_err(|_| not_found())?;
     let tree = state
         .store
@@ -528,12 +508,7 @@ pub async fn agent_delegations(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let not_found = || {
-        ApiError::not_found(format!(
-            "agent `{}`",
-            id.chars().take(64).collect::<String>()
-        ))
-    };
+    let not_found = || not_found_id("agent", &id);
     let aid = AgentId::parse(&id).map_err(|_| not_found())?;
     state
         .store
@@ -561,12 +536,7 @@ pub async fn revoke_token(
     }: StrictJson<ReasonBody>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_writer()?;
-    let not_found = || {
-        ApiError::not_found(format!(
-            "token `{}`",
-            jti.chars().take(64).collect::<String>()
-        ))
-    };
+    let not_found = || not_found_id("token", &jti);
     if jti.len() > 128 {
         return Err(not_found());
     }

@@ -120,6 +120,15 @@ impl ReasonBody {
     }
 }
 
+/// 404 for the object `kind` named `raw` (quoted, cut to 64 characters). Malformed ids, missing
+/// objects and other tenants' objects all answer this, so none can be told apart.
+pub fn not_found_id(kind: &str, raw: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "{kind} `{}`",
+        raw.chars().take(64).collect::<String>()
+    ))
+}
+
 /// Validates display text: 1..=`max` characters, no control characters.
 pub fn text(value: &str, field: &str, max: usize) -> Result<String, ApiError> {
     let value = value.trim();

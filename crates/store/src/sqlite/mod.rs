@@ -306,6 +306,13 @@ impl Store for SqliteStore {
         self.readers.run(move |c| read::keys(c, &h)).await
     }
 
+    async fn receipt_head(&self, tenant: &TenantId) -> Result<u64, StoreError> {
+        let t = tenant.clone();
+        self.readers
+            .run(move |c| read::chain_head(c, &t).map(|h| h.seq))
+            .await
+    }
+
     async fn receipts(
         &self,
         tenant: &TenantId,

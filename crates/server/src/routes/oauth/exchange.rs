@@ -89,15 +89,9 @@ pub(super) async fn sub_delegate(
         return Err(with_parent(bad("an agent cannot delegate to itself")));
     }
     let now = state.now();
-    let mut verified_with = None;
-    for key in sub.keys.iter().filter(|k| k.usable(now)) {
-        if let Ok(v) = unverified.clone().verify(JwtKind::ActorToken, &key.jwk) {
-            verified_with = Some((v, key.kid.clone()));
-            break;
-        }
-    }
-    let (verified, signing_kid) = verified_with
-        .ok_or_else(|| bad_actor("signature does not verify with the agent's keys"))?;
+    let (verified, signing_kid) =
+        verify_with_keys(&unverified, JwtKind::ActorToken, &sub.keys, now, None)
+            .ok_or_else(|| bad_actor("signature does not verify with the agent's keys"))?;
     let consent = jose::verify_client_assertion(
         &verified,
         &AssertionExpectation::new(&state.issuer, now / 1000),

@@ -155,23 +155,14 @@ async fn authenticate(
     if !active {
         return Err(client_failed(false));
     }
-    let kid = unverified.kid().map(str::to_owned);
-    let candidates: Vec<_> = keys
-        .iter()
-        .filter(|k| k.usable(state.now()))
-        .filter(|k| kid.as_deref().is_none_or(|kid| k.kid == kid))
-        .collect();
-    let mut verified: Option<Verified> = None;
-    for key in candidates {
-        if let Ok(v) = unverified
-            .clone()
-            .verify(JwtKind::ClientAssertion, &key.jwk)
-        {
-            verified = Some(v);
-            break;
-        }
-    }
-    let verified = verified.ok_or_else(|| client_failed(false))?;
+    let (verified, _) = verify_with_keys(
+        &unverified,
+        JwtKind::ClientAssertion,
+        keys,
+        state.now(),
+        unverified.kid(),
+    )
+    .ok_or_else(|| client_failed(false))?;
     if verified.claims().contains_key("delegator") {
         // An actor token (a sub-agent's consent) is never a client credential.
         return Err(client_failed(false));
@@ -846,4 +837,24 @@ fn token_response(
     resp.headers_mut()
         .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     resp
+}
+
+/// Verifies `unverified` as `kind` with the first of `keys` that is usable at `now` (and has
+/// id `kid`, if given) and accepts it; returns the verified JWT and that key's id.
+pub(crate) fn verify_with_keys(
+    unverified: &Unverified,
+    kind: JwtKind,
+    keys: &[mandate_store::KeyRecord],
+    now: i64,
+    kid: Option<&str>,
+) -> Option<(Verified, String)> {
+    keys.iter()
+        .filter(|k| k.usable(now) && kid.is_none_or(|kid| k.kid == kid))
+        .find_map(|k| {
+            unverified
+                .clone()
+                .verify(kind, &k.jwk)
+                .ok()
+                .map(|v| (v, k.kid.clone()))
+        })
 }
