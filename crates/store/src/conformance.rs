@@ -1,6 +1,7 @@
 //! The store conformance suite: written once against [`Store`], run against every engine.
 //!
-//! Each check takes a fresh, empty store. Engines call [`run_all`] from their tests.
+//! Each check takes a fresh, empty store. Engines call [`run_all`] (and [`run_ledger`] for
+//! their [`LedgerStore`]) from their tests.
 #![allow(
     clippy::expect_used,
     clippy::panic,
@@ -14,8 +15,9 @@ use mandate_core::jwk::private_jwk_from_seed;
 use mandate_core::receipt::{Actor, ChainVerifier, Event, EventKind, Outcome};
 
 use crate::{
-    Agent, AgentFilter, AgentStatus, AgentTransition, AppliedValue, Human, HumanStatus, KeyRecord,
-    Mutation, NewApiKey, Page, Role, Store, StoreError, Tenant,
+    Agent, AgentFilter, AgentStatus, AgentTransition, AppliedValue, Human, HumanStatus, JtiUse,
+    KeyRecord, LedgerError, LedgerStore, Mutation, NewApiKey, Page, Role, Store, StoreError,
+    StoredCheckpoint, Tenant,
 };
 
 /// Runs every check against stores made by `fresh`.
@@ -29,6 +31,21 @@ where
     conflicts_change_nothing(fresh().await).await;
     tenants_are_isolated(fresh().await).await;
     concurrent_commits_form_one_chain(fresh().await).await;
+    single_use_ids(fresh().await).await;
+    a_failing_job_rolls_back_only_itself(fresh().await).await;
+    status_indexes_are_reserved_once(fresh().await).await;
+    subscribers_see_each_receipt_once_in_order(fresh().await).await;
+}
+
+/// Runs every ledger check against `(store, ledger)` pairs over one fresh database made by
+/// `fresh`.
+pub async fn run_ledger<F, Fut>(fresh: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = (Arc<dyn Store>, Arc<dyn LedgerStore>)>,
+{
+    integration_and_proofs(fresh().await).await;
+    checkpoints_only_when_the_tree_agrees(fresh().await).await;
 }
 
 fn event(kind: EventKind, resource: String) -> Event {
@@ -325,4 +342,280 @@ async fn concurrent_commits_form_one_chain(store: Arc<dyn Store>) {
     seqs.sort_unstable();
     assert_eq!(seqs, (2..=201).collect::<Vec<_>>());
     assert_eq!(verify_chain(store.as_ref(), &tenant.id).await, 201);
+}
+
+fn jti(kind: &'static str, id: &str) -> JtiUse {
+    JtiUse {
+        kind,
+        scope: "client-1".into(),
+        jti: id.into(),
+        expires_at: i64::MAX / 2,
+    }
+}
+
+fn token_request(jtis: Vec<JtiUse>) -> Mutation {
+    Mutation::TokenRequest {
+        jtis,
+        issue: None,
+        now: 5_000,
+        seen: None,
+    }
+}
+
+async fn single_use_ids(store: Arc<dyn Store>) {
+    let (tenant, _, _) = seed_tenant(store.as_ref(), 6, "once").await;
+    let ev = || event(EventKind::Record, "t".into());
+    store
+        .commit(
+            token_request(vec![jti("dpop", "a")]),
+            vec![(tenant.id.clone(), ev())],
+        )
+        .await
+        .expect("first use");
+    let err = store
+        .commit(
+            token_request(vec![jti("dpop", "b"), jti("dpop", "a")]),
+            vec![(tenant.id.clone(), ev())],
+        )
+        .await
+        .expect_err("second use");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    // The refused job consumed nothing: `b` is still unused, in another kind `a` is too.
+    store
+        .commit(
+            token_request(vec![jti("dpop", "b"), jti("assertion", "a")]),
+            vec![(tenant.id.clone(), ev())],
+        )
+        .await
+        .expect("unused ids");
+    assert_eq!(verify_chain(store.as_ref(), &tenant.id).await, 3);
+}
+
+async fn a_failing_job_rolls_back_only_itself(store: Arc<dyn Store>) {
+    let (tenant, _, _) = seed_tenant(store.as_ref(), 7, "batch").await;
+    // Concurrent jobs, so that they share transactions: every third one reuses an email.
+    let mut tasks = Vec::new();
+    for i in 0..60u8 {
+        let s = Arc::clone(&store);
+        let t = tenant.id.clone();
+        tasks.push(tokio::spawn(async move {
+            let email = if i % 3 == 2 {
+                format!("h{}@x", i - 1)
+            } else {
+                format!("h{i}@x")
+            };
+            let human = Human {
+                id: HumanId::from_parts(3_000 + i64::from(i), rnd(i)),
+                tenant: t.clone(),
+                name: format!("h{i}"),
+                email,
+                role: Role::Admin,
+                status: HumanStatus::Active,
+                created_at: 3_000,
+            };
+            let r = s
+                .commit(
+                    Mutation::CreateHuman(human.clone()),
+                    vec![(t, event(EventKind::HumanCreated, format!("h/{i}")))],
+                )
+                .await;
+            (i, human, r)
+        }));
+    }
+    let mut ok = 0u64;
+    for t in tasks {
+        let (i, human, r) = t.await.expect("join");
+        let stored = store.human(&tenant.id, &human.id).await.expect("read");
+        match r {
+            Ok(_) => {
+                ok += 1;
+                assert_eq!(stored, Some(human));
+            }
+            Err(StoreError::Conflict(_)) => {
+                assert_ne!(i % 3, 0, "only jobs sharing an email may fail");
+                assert!(stored.is_none(), "a refused job leaves nothing");
+            }
+            Err(e) => panic!("job {i}: {e:?}"),
+        }
+    }
+    // Every job with an email of its own, and one of each pair sharing one.
+    assert_eq!(ok, 40);
+    assert_eq!(verify_chain(store.as_ref(), &tenant.id).await, 1 + ok);
+}
+
+async fn status_indexes_are_reserved_once(store: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for n in [1u64, 7, 256, 3, 256, 0, 100, 1, 1, 50] {
+        let s = Arc::clone(&store);
+        tasks.push(tokio::spawn(
+            async move { s.reserve_status_indexes(n).await },
+        ));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        let r = t.await.expect("join").expect("reserve");
+        all.extend(r);
+    }
+    let n = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), n, "no index handed out twice");
+    assert_eq!(n, 675);
+    let next = store.reserve_status_indexes(1).await.expect("reserve");
+    assert!(next.start >= all.last().copied().unwrap_or(0) + 1);
+}
+
+async fn subscribers_see_each_receipt_once_in_order(store: Arc<dyn Store>) {
+    let (tenant, _, _) = seed_tenant(store.as_ref(), 8, "live").await;
+    let mut rx = store.subscribe();
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let s = Arc::clone(&store);
+        let t = tenant.id.clone();
+        tasks.push(tokio::spawn(async move {
+            s.commit(
+                Mutation::Record,
+                vec![(t, event(EventKind::Record, format!("r/{i}")))],
+            )
+            .await
+        }));
+    }
+    for t in tasks {
+        t.await.expect("join").expect("commit");
+    }
+    let mut seqs = Vec::new();
+    while seqs.len() < 50 {
+        let r = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+            .await
+            .expect("a receipt within 10 s")
+            .expect("not lagging");
+        assert_eq!(r.tenant, tenant.id);
+        assert_eq!(r.kind, EventKind::Record);
+        let body: serde_json::Value = serde_json::from_str(&r.body).expect("json");
+        assert_eq!(body["seq"], r.seq);
+        seqs.push(r.seq);
+    }
+    assert_eq!(seqs, (2..=51).collect::<Vec<_>>());
+    // Nothing more, and nothing twice.
+    let extra = tokio::time::timeout(std::time::Duration::from_millis(300), rx.recv()).await;
+    assert!(extra.is_err(), "unexpected {extra:?}");
+}
+
+async fn append_records(store: &dyn Store, tenant: &TenantId, n: usize) {
+    for i in 0..n {
+        store
+            .commit(
+                Mutation::Record,
+                vec![(tenant.clone(), event(EventKind::Record, format!("r/{i}")))],
+            )
+            .await
+            .expect("append");
+    }
+}
+
+/// The tenant's receipt hashes as a memory tree, straight from the receipts.
+async fn memory_tree(store: &dyn Store, tenant: &TenantId) -> mandate_core::merkle::MemoryTree {
+    let receipts = store.receipts(tenant, 0, 100_000).await.expect("receipts");
+    mandate_core::merkle::MemoryTree::from_leaf_hashes(
+        receipts
+            .iter()
+            .map(|r| mandate_core::merkle::leaf_hash(&r.hash)),
+    )
+    .expect("tree")
+}
+
+async fn integration_and_proofs((store, ledger): (Arc<dyn Store>, Arc<dyn LedgerStore>)) {
+    use mandate_core::merkle::{MerkleError, verify_consistency, verify_inclusion};
+    let (a, _, _) = seed_tenant(store.as_ref(), 0, "a").await;
+    let (b, _, _) = seed_tenant(store.as_ref(), 1, "b").await;
+    append_records(store.as_ref(), &a.id, 20).await;
+    append_records(store.as_ref(), &b.id, 3).await;
+    let mut grown = ledger.integrate().await.expect("integrate");
+    grown.sort();
+    let mut want = vec![(a.id.clone(), 21), (b.id.clone(), 4)];
+    want.sort();
+    assert_eq!(grown, want);
+    assert!(ledger.integrate().await.expect("again").is_empty());
+    append_records(store.as_ref(), &b.id, 2).await;
+    assert_eq!(ledger.integrate_tenant(&b.id).await.expect("b"), 6);
+    for (tenant, n) in [(&a.id, 21u64), (&b.id, 6)] {
+        let tree = memory_tree(store.as_ref(), tenant).await;
+        let head = ledger.tree_head(tenant).await.expect("head");
+        assert_eq!((head.size, head.root), (n, tree.root().expect("root")));
+        for size in 1..=n {
+            let root = ledger.root_at(tenant, size).await.expect("root");
+            assert_eq!(root, tree.root_at(size).expect("memory"));
+            for index in [0, size / 2, size - 1] {
+                let p = ledger
+                    .inclusion_proof(tenant, index, size)
+                    .await
+                    .expect("inclusion");
+                assert_eq!(p.proof, tree.inclusion_proof(index, size).expect("memory"));
+                verify_inclusion(index, size, &p.leaf_hash, &p.proof, &p.root).expect("verifies");
+            }
+            let p = ledger
+                .consistency_proof(tenant, size / 2, size)
+                .await
+                .expect("consistency");
+            verify_consistency(p.from, p.to, &p.from_root, &p.to_root, &p.proof).expect("verifies");
+        }
+    }
+    let beyond = ledger.inclusion_proof(&a.id, 0, 22).await;
+    assert!(matches!(
+        beyond,
+        Err(LedgerError::Merkle(MerkleError::BeyondTree { .. }))
+    ));
+    let backwards = ledger.consistency_proof(&a.id, 2, 1).await;
+    assert!(matches!(
+        backwards,
+        Err(LedgerError::Merkle(MerkleError::SizeOrder { .. }))
+    ));
+}
+
+async fn checkpoints_only_when_the_tree_agrees(
+    (store, ledger): (Arc<dyn Store>, Arc<dyn LedgerStore>),
+) {
+    use mandate_core::merkle::MerkleError;
+    let (tenant, _, _) = seed_tenant(store.as_ref(), 0, "ops").await;
+    append_records(store.as_ref(), &tenant.id, 5).await;
+    ledger.integrate().await.expect("integrate");
+    assert_eq!(
+        ledger.checkpoint(&tenant.id, None).await.expect("none"),
+        None
+    );
+    let root3 = ledger.root_at(&tenant.id, 3).await.expect("root");
+    let head = ledger.tree_head(&tenant.id).await.expect("head");
+    let cp = |size, root, note: &str| StoredCheckpoint {
+        size,
+        root,
+        note: note.into(),
+        kid: "k1".into(),
+        signed_at: 7,
+    };
+    for c in [
+        cp(3, root3, "three"),
+        cp(head.size, head.root, "six"),
+        cp(3, root3, "three again"),
+    ] {
+        ledger.save_checkpoint(&tenant.id, &c).await.expect("save");
+    }
+    let latest = ledger.checkpoint(&tenant.id, None).await.expect("latest");
+    assert_eq!(latest, Some(cp(6, head.root, "six")));
+    let at3 = ledger.checkpoint(&tenant.id, Some(3)).await.expect("3");
+    assert_eq!(at3.map(|c| c.note), Some("three again".to_owned()));
+    assert_eq!(
+        ledger.checkpoint(&tenant.id, Some(4)).await.expect("4"),
+        None
+    );
+    let wrong = ledger
+        .save_checkpoint(&tenant.id, &cp(3, head.root, "x"))
+        .await;
+    assert_eq!(wrong, Err(LedgerError::CheckpointMismatch { size: 3 }));
+    let beyond = ledger
+        .save_checkpoint(&tenant.id, &cp(7, head.root, "x"))
+        .await;
+    assert!(matches!(
+        beyond,
+        Err(LedgerError::Merkle(MerkleError::BeyondTree { .. }))
+    ));
 }

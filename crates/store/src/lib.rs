@@ -7,14 +7,15 @@
 //! many mutations share one transaction and one fsync, and each caller is answered only once the
 //! transaction holding its receipt is durable.
 //!
-//! Engines: [`sqlite::SqliteStore`] (embedded default). The trait is shaped so that a PostgreSQL
-//! engine can implement it and pass the same conformance suite ([`conformance`]).
+//! Engines: [`sqlite::SqliteStore`] (embedded default) and [`postgres::PostgresStore`] (several
+//! replicas sharing one database). Both pass the same conformance suite ([`conformance`]).
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod error;
 pub mod ledger;
 mod model;
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -132,6 +133,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// The highest status-list index ever recorded.
     async fn max_status_idx(&self) -> Result<Option<u64>, StoreError>;
+
+    /// Reserves `n` Token Status List indexes: a block that no other caller — in this process or
+    /// any replica sharing the database — ever gets. Indexes are never reused; those of a block
+    /// left unused are gaps.
+    async fn reserve_status_indexes(&self, n: u64)
+    -> Result<std::ops::Range<u64>, StoreError>;
 
     /// Tokens whose status-list index lies in `[lo, hi)`, with their chains and agents.
     async fn tokens_in_status_range(&self, lo: u64, hi: u64) -> Result<Vec<TokenView>, StoreError>;

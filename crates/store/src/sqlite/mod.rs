@@ -279,6 +279,35 @@ impl Store for SqliteStore {
         self.readers.run(read::max_status_idx).await
     }
 
+    async fn reserve_status_indexes(
+        &self,
+        n: u64,
+    ) -> Result<std::ops::Range<u64>, StoreError> {
+        let n = i64::try_from(n)
+            .map_err(|_| StoreError::Conflict("too many status indexes at once".into()))?;
+        let path = self.readers.path.clone();
+        tokio::task::spawn_blocking(move || {
+            // One statement, atomic on its own; rare (one per block), so a connection of its own.
+            let conn = open_conn(&path, false)?;
+            let end: i64 = conn
+                .query_row(
+                    "UPDATE counters SET value = value + ?1 WHERE name = 'status_idx' \
+                     RETURNING value",
+                    params![n],
+                    |r| r.get(0),
+                )
+                .map_err(unavailable)?;
+            let end = u64::try_from(end)
+                .map_err(|_| StoreError::Corrupt("invalid status index counter".into()))?;
+            let start = end
+                .checked_sub(n.unsigned_abs())
+                .ok_or_else(|| StoreError::Corrupt("invalid status index counter".into()))?;
+            Ok(start..end)
+        })
+        .await
+        .map_err(|_| StoreError::Unavailable("a database writer failed".into()))?
+    }
+
     async fn tokens_in_status_range(&self, lo: u64, hi: u64) -> Result<Vec<TokenView>, StoreError> {
         self.readers
             .run(move |c| read::tokens_in_status_range(c, lo, hi))

@@ -158,6 +158,16 @@ CREATE TABLE checkpoints (
 DROP INDEX delegations_by_delegate;
 CREATE INDEX delegations_by_delegate ON delegations (tenant, delegate);
 "#,
+    // Token Status List indexes are reserved in blocks from a persistent counter, continuing
+    // above every index ever recorded.
+    r#"
+CREATE TABLE counters (
+    name        TEXT PRIMARY KEY,
+    value       INTEGER NOT NULL
+);
+INSERT INTO counters (name, value)
+    SELECT 'status_idx', COALESCE(MAX(status_idx) + 1, 0) FROM tokens;
+"#,
 ];
 
 /// Brings the database to the newest schema.
