@@ -107,6 +107,7 @@ fn fixture() -> Fixture {
         cmt: "b".repeat(43),
         tnt: "ten_01kaw7x0b8f3yq2m9v5n6c4d2j".into(),
         status: None,
+        prohibitions: None,
     };
     Fixture {
         agent_jwk,

@@ -1252,6 +1252,7 @@ fn access_claims() -> AccessTokenClaims {
         status: Some(
             json!({"status_list": {"idx": 7, "uri": "https://mandate.example/statuslists/1"}}),
         ),
+        prohibitions: None,
     }
 }
 
@@ -1293,6 +1294,32 @@ fn access_token_claims_round_trip() {
     assert_eq!(read_access(&value, &at_mcp), Ok(two.clone()));
     let anywhere = AccessTokenExpectation::new(ISSUER, None, NOW);
     assert_eq!(read_access(&value, &anywhere), Ok(two));
+}
+
+#[test]
+fn access_token_prohibitions_claim() {
+    let mut claims = access_claims();
+    assert!(claims.to_value().get("prohibitions").is_none());
+    claims.prohibitions = Some(json!([]));
+    assert!(
+        claims.to_value().get("prohibitions").is_none(),
+        "written only when non-empty"
+    );
+    claims.prohibitions = Some(json!([{"actions": ["delete"], "resources": ["**"]}]));
+    let value = claims.to_value();
+    assert_eq!(value["prohibitions"][0]["actions"], json!(["delete"]));
+    assert_eq!(read_access(&value, &at_gate()), Ok(claims));
+    for bad in [json!([]), json!({}), json!(["delete"]), json!("x")] {
+        let mut value = access_claims().to_value();
+        value["prohibitions"] = bad.clone();
+        assert_eq!(
+            read_access(&value, &at_gate()),
+            Err(JoseError::InvalidClaim {
+                name: "prohibitions"
+            }),
+            "{bad}"
+        );
+    }
 }
 
 #[test]

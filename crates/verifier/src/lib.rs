@@ -25,9 +25,18 @@ use mandate_core::clock::Clock;
 use mandate_core::jose::AccessTokenClaims;
 use mandate_core::scope::{Prohibitions, Scope};
 
+mod cache;
+mod constraints;
 mod denial;
+mod keys;
+mod net;
+mod revocation;
+mod tasks;
+mod verify;
 
 pub use denial::{Denial, DenyCode};
+
+use verify::{Inner, lock, read};
 
 /// The default of [`VerifierConfig::max_staleness`].
 pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(30);
@@ -191,12 +200,18 @@ impl Decision {
 }
 
 /// What is known about a verified token beyond its claims, parsed once per token.
-#[derive(Debug)]
 pub(crate) struct TokenFacts {
     pub(crate) scope: Scope,
     pub(crate) prohibitions: Prohibitions,
     /// Agent ids of `act`, outermost (the current agent) first.
     pub(crate) actors: Vec<String>,
+    /// The Token Status List reference: list URI and index.
+    pub(crate) status: Option<(String, u64)>,
+    /// The token itself, for introspection when a `min_trust` constraint needs the registry.
+    /// Never logged or printed.
+    pub(crate) token: Box<str>,
+    /// The key that signed it.
+    pub(crate) kid: String,
 }
 
 /// An authenticated caller: a verified access token presented with a valid DPoP proof, not
@@ -292,55 +307,150 @@ pub struct Verifier {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    cfg: VerifierConfig,
-    clock: Arc<dyn Clock>,
-}
+/// How long [`Verifier::start`] waits for the event stream's first connection.
+const FIRST_CONNECTION_WAIT: Duration = Duration::from_secs(5);
 
 impl Verifier {
-    /// Reads the authority's metadata and JWKS, subscribes to its event stream as the gate, and
-    /// starts the background refresh tasks (JWKS, status lists). Must run inside a Tokio
-    /// runtime.
+    /// Reads the authority's metadata (RFC 8414) and JWKS, subscribes to its event stream as
+    /// the gate, and starts the background refresh of the JWKS and the status lists. Must run
+    /// inside a Tokio runtime. Waits up to five seconds for the event stream to connect; until
+    /// it does, tokens are checked against status lists alone.
     pub async fn start(
         cfg: VerifierConfig,
         clock: Arc<dyn Clock>,
         http: reqwest::Client,
     ) -> Result<Verifier, VerifierError> {
-        let _ = http;
-        Ok(Self::offline(cfg, serde_json::json!({"keys": []}), clock))
+        check_config(&cfg)?;
+        let meta = net::get_json(&http, &net::metadata_url(&cfg.issuer))
+            .await
+            .map_err(VerifierError::Unavailable)?;
+        let endpoints = net::Endpoints::from_metadata(&cfg.issuer, &meta)
+            .map_err(VerifierError::InvalidMetadata)?;
+        let jwks = net::get_json(&http, &endpoints.jwks_uri)
+            .await
+            .map_err(VerifierError::Unavailable)?;
+        let parsed = keys::KeySet::parse(&jwks).map_err(VerifierError::InvalidMetadata)?;
+        let mut keys = keys::KeySet::default();
+        keys.replace(parsed, clock.now_ms());
+        let inner = Arc::new(Inner::new(cfg, clock, Some(http), endpoints, keys));
+        tasks::spawn(&inner);
+        let waited = tokio::time::timeout(FIRST_CONNECTION_WAIT, async {
+            while !read(&inner.events).connected {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        if waited.is_err() {
+            tracing::warn!("the event stream did not connect yet; relying on status lists");
+        }
+        Ok(Verifier { inner })
     }
 
-    /// A verifier without network access, for benchmarks and tests: keys from `jwks`, no event
-    /// stream, no status-list fetches; revocation data is considered fresh.
+    /// A verifier without network access, for benchmarks and tests: keys from `jwks` (a JWKS
+    /// document; unusable keys are left out), no event stream, no status-list fetches, no
+    /// introspection (`min_trust` constraints cannot be met); revocation data is considered
+    /// fresh.
     pub fn offline(
         cfg: VerifierConfig,
         jwks: serde_json::Value,
         clock: Arc<dyn Clock>,
     ) -> Verifier {
-        let _ = jwks;
+        let keys = match keys::KeySet::parse(&jwks) {
+            Ok(k) => keys::KeySet::with_keys(k),
+            Err(e) => {
+                tracing::warn!(error = %e, "offline verifier without keys");
+                keys::KeySet::default()
+            }
+        };
+        let endpoints = net::Endpoints::derived(&cfg.issuer);
         Verifier {
-            inner: Arc::new(Inner { cfg, clock }),
+            inner: Arc::new(Inner::new(cfg, clock, None, endpoints, keys)),
         }
     }
 
-    /// Authenticates a request: token, DPoP proof, revocation, pinned commitment.
+    /// Authenticates a request, in the order of DESIGN §7: the access token (signature against
+    /// the JWKS, `typ: at+jwt`, `iss`, `aud` ∋ this gate's audience, `exp`, `nbf`; verified once
+    /// and cached by its SHA-256), the DPoP proof (RFC 9449 §4.3 and §7.1, on every request,
+    /// single use), revocation (event stream and status list; fail closed past
+    /// `max_staleness`), and the pinned commitment of the agent, if any.
     pub async fn authenticate(&self, req: &RequestProof<'_>) -> Result<Caller, Denial> {
-        let _ = (req, &self.inner.cfg, self.inner.clock.now_ms());
-        Err(Denial::new(DenyCode::InvalidToken, "not implemented yet"))
+        self.inner.authenticate(req).await
     }
 
-    /// Authorizes one operation for an authenticated caller: scope, prohibitions, constraints,
-    /// approval.
+    /// Authorizes one operation for an authenticated caller: scope and prohibitions
+    /// (`mandate_core::scope::evaluate`), then the constraints of a granting detail
+    /// (`max_amount`, `time_window`, `rate`, `min_trust`), and whether the action needs an
+    /// approval (`approval_required_for`).
     pub async fn authorize(&self, caller: &Caller, op: &Operation) -> Decision {
-        let _ = (caller, op);
-        Decision::Deny(Denial::new(
-            DenyCode::InsufficientScope,
-            "not implemented yet",
-        ))
+        self.inner.authorize(caller, op).await
     }
 
     /// The age of the verifier's JWKS, events and status lists.
     pub fn freshness(&self) -> Freshness {
-        Freshness::default()
+        let inner = &self.inner;
+        let now = inner.clock.now_ms();
+        let age =
+            |at: i64| Duration::from_millis(u64::try_from(now.saturating_sub(at)).unwrap_or(0));
+        let max_stale = i64::try_from(inner.cfg.max_staleness.as_millis()).unwrap_or(i64::MAX);
+        let events = read(&inner.events);
+        let lists = lock(&inner.lists);
+        let oldest = lists.lists.iter().map(|(_, l)| l.fetched_at).min();
+        Freshness {
+            jwks_age: read(&inner.keys).fetched_at.map(age),
+            events_age: events.last_heard.map(age),
+            events_connected: events.connected,
+            last_event_id: events.last_event_id,
+            status_lists_age: oldest.map(age),
+            revocation_fresh: inner.offline() || events.fresh(now, max_stale),
+        }
     }
 }
+
+fn check_config(cfg: &VerifierConfig) -> Result<(), VerifierError> {
+    let bad = |m: &str| Err(VerifierError::Config(m.to_owned()));
+    if !(cfg.issuer.starts_with("https://") || cfg.issuer.starts_with("http://")) {
+        return bad("`issuer` must be an http(s) URL");
+    }
+    if cfg.issuer.ends_with('/') {
+        return bad("`issuer` must not end with `/`");
+    }
+    if cfg.audience.is_empty() {
+        return bad("`audience` is required");
+    }
+    if cfg.gate_id.is_empty() {
+        return bad("`gate_id` is required");
+    }
+    if cfg.max_staleness.is_zero() {
+        return bad("`max_staleness` must be positive");
+    }
+    Ok(())
+}
+
+/// Reads an Ed25519 private JWK (`{"kty": "OKP", "crv": "Ed25519", "d": …, "x": …}`, as the
+/// authority returns a generated key once) into a signing key for
+/// [`VerifierConfig::gate_key`]. When `x` is present it must match `d`.
+pub fn signing_key_from_jwk(jwk: &serde_json::Value) -> Result<SigningKey, VerifierError> {
+    let bad = |m: &str| VerifierError::Config(format!("gate key: {m}"));
+    if jwk.get("kty").and_then(serde_json::Value::as_str) != Some("OKP")
+        || jwk.get("crv").and_then(serde_json::Value::as_str) != Some("Ed25519")
+    {
+        return Err(bad("only OKP Ed25519 keys are supported"));
+    }
+    let d = jwk
+        .get("d")
+        .and_then(serde_json::Value::as_str)
+        .and_then(mandate_core::encoding::b64url_decode)
+        .and_then(|raw| <[u8; 32]>::try_from(raw).ok())
+        .ok_or_else(|| bad("`d` must be 32 bytes of base64url"))?;
+    let key = SigningKey::from_bytes(&d);
+    if let Some(x) = jwk.get("x") {
+        let public = mandate_core::encoding::b64url(key.verifying_key().as_bytes());
+        if x.as_str() != Some(public.as_str()) {
+            return Err(bad("`x` does not match `d`"));
+        }
+    }
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests;

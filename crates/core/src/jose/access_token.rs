@@ -54,6 +54,11 @@ pub struct AccessTokenClaims {
     pub tnt: String,
     /// The Token Status List reference, `{"status_list": {"idx", "uri"}}`.
     pub status: Option<Value>,
+    /// The prohibitions of the delegation chain (DESIGN §3), inherited ones included, so that
+    /// an offline gate can enforce them: an array of `{"actions", "resources"}` objects,
+    /// present only when non-empty. Parse it with [`crate::scope::Prohibitions`] before
+    /// deciding anything with it.
+    pub prohibitions: Option<Value>,
 }
 
 /// The `cnf` claim: the thumbprint of the key a token is bound to (RFC 9449 §6.1).
@@ -91,7 +96,7 @@ impl<'a> AccessTokenExpectation<'a> {
 
 impl AccessTokenClaims {
     /// The JWT claims set: `aud` as a string when it has one element (RFC 7519 §4.1.3),
-    /// `status` only when present.
+    /// `status` only when present, `prohibitions` only when present and non-empty.
     pub fn to_value(&self) -> Value {
         let mut out = Map::new();
         out.insert("iss".into(), self.iss.clone().into());
@@ -121,6 +126,11 @@ impl AccessTokenClaims {
         out.insert("tnt".into(), self.tnt.clone().into());
         if let Some(status) = &self.status {
             out.insert("status".into(), status.clone());
+        }
+        if let Some(prohibitions) = &self.prohibitions
+            && prohibitions.as_array().is_some_and(|p| !p.is_empty())
+        {
+            out.insert("prohibitions".into(), prohibitions.clone());
         }
         Value::Object(out)
     }
@@ -187,6 +197,7 @@ impl AccessTokenClaims {
             cmt: req_identifier(claims, "cmt")?.to_owned(),
             tnt: req_identifier(claims, "tnt")?.to_owned(),
             status: status(claims)?,
+            prohibitions: prohibitions(claims)?,
         })
     }
 }
@@ -259,6 +270,22 @@ fn confirmation(claims: &Map<String, Value>) -> Result<Confirmation, JoseError> 
     Ok(Confirmation {
         jkt: jkt.to_owned(),
     })
+}
+
+/// Our `prohibitions` claim, if present: a non-empty array of objects. Only its shape is
+/// checked here; parse it with [`crate::scope::Prohibitions`].
+fn prohibitions(claims: &Map<String, Value>) -> Result<Option<Value>, JoseError> {
+    let name = "prohibitions";
+    let Some(value) = claims.get(name) else {
+        return Ok(None);
+    };
+    let ok = value
+        .as_array()
+        .is_some_and(|items| !items.is_empty() && items.iter().all(Value::is_object));
+    if !ok {
+        return Err(JoseError::InvalidClaim { name });
+    }
+    Ok(Some(value.clone()))
 }
 
 /// draft-ietf-oauth-status-list §6.1: `status` holds `status_list` with a non-negative

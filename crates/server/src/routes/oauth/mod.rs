@@ -776,6 +776,12 @@ fn mint(
         cmt: agent.commitment.clone(),
         tnt: agent.tenant.to_string(),
         status: Some(status_claim(state, status_idx)),
+        // The chain's prohibitions (inherited ones included), so offline gates enforce them.
+        prohibitions: delegation
+            .prohibitions
+            .as_array()
+            .is_some_and(|p| !p.is_empty())
+            .then(|| delegation.prohibitions.clone()),
     };
     let key = state.keys.current();
     let token = jose::sign(
