@@ -38,13 +38,13 @@ pub(crate) fn check_max_amount(
     let Some(amount) = amount.filter(|a| a.is_finite() && *a >= 0.0) else {
         return deny("the operation's `amount` is not a non-negative number".into());
     };
-    if let Some(currency) = inputs.get("currency") {
-        if currency.as_str() != Some(limit.currency().as_str()) {
-            return deny(format!(
-                "the operation's currency is not {}, the currency of `max_amount`",
-                limit.currency()
-            ));
-        }
+    if let Some(currency) = inputs.get("currency")
+        && currency.as_str() != Some(limit.currency().as_str())
+    {
+        return deny(format!(
+            "the operation's currency is not {}, the currency of `max_amount`",
+            limit.currency()
+        ));
     }
     if amount > limit.value().get() {
         return deny(format!(

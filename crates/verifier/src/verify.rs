@@ -51,6 +51,9 @@ pub(crate) fn write<T>(m: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     m.write().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// A verified token in the cache: its claims and what was parsed from them.
+pub(crate) type Verified = (Arc<AccessTokenClaims>, Arc<TokenFacts>);
+
 /// A trust score read from the registry.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TrustEntry {
@@ -70,7 +73,7 @@ pub(crate) struct Inner {
     pub(crate) limits: JoseLimits,
     pub(crate) keys: RwLock<KeySet>,
     pub(crate) jwks_fetch: tokio::sync::Mutex<()>,
-    pub(crate) tokens: Mutex<Fifo<[u8; 32], (Arc<AccessTokenClaims>, Arc<TokenFacts>)>>,
+    pub(crate) tokens: Mutex<Fifo<[u8; 32], Verified>>,
     pub(crate) replay: Mutex<ReplayStore>,
     pub(crate) events: RwLock<EventState>,
     pub(crate) lists: Mutex<StatusLists>,
@@ -186,11 +189,7 @@ impl Inner {
     }
 
     /// RFC 9068 §4 validation of an access token not yet in the cache.
-    async fn verify_token(
-        &self,
-        token: &str,
-        now_ms: i64,
-    ) -> Result<(Arc<AccessTokenClaims>, Arc<TokenFacts>), Denial> {
+    async fn verify_token(&self, token: &str, now_ms: i64) -> Result<Verified, Denial> {
         let jose = |e: mandate_core::jose::JoseError| invalid_token(e.to_string());
         let unverified = Unverified::parse(token, &self.limits).map_err(jose)?;
         let kid = unverified
