@@ -42,6 +42,17 @@ pub(crate) enum Approval {
     Denied(String),
 }
 
+/// Why shipping failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum ShipError {
+    /// Worth retrying (network, authentication, conflicts, the authority's errors).
+    #[error("{0}")]
+    Transient(String),
+    /// The authority refuses the content; retrying the same batch cannot succeed.
+    #[error("{0}")]
+    Rejected(String),
+}
+
 /// What an approval check is about.
 #[derive(Debug, Clone)]
 pub(crate) struct ApprovalRequest<'a> {
@@ -105,13 +116,28 @@ impl Authority {
     }
 
     /// `POST /v1/gates/receipts`: ships decision records (idempotent by id).
-    pub(crate) async fn ship(&self, receipts: &[Value]) -> Result<(), String> {
-        self.post("/v1/gates/receipts", &json!({ "receipts": receipts }))
+    pub(crate) async fn ship(&self, receipts: &[Value]) -> Result<(), ShipError> {
+        match self
+            .post_status("/v1/gates/receipts", &json!({ "receipts": receipts }))
             .await
-            .map(drop)
+        {
+            Ok(_) => Ok(()),
+            // The authority read the request and refuses its content: sending it again cannot
+            // help. Authentication, conflicts and rate limits may pass on a retry.
+            Err((Some(status), e))
+                if (400..500).contains(&status) && ![401, 408, 409, 429].contains(&status) =>
+            {
+                Err(ShipError::Rejected(e))
+            }
+            Err((_, e)) => Err(ShipError::Transient(e)),
+        }
     }
 
     async fn post(&self, path: &str, body: &Value) -> Result<Value, String> {
+        self.post_status(path, body).await.map_err(|(_, e)| e)
+    }
+
+    async fn post_status(&self, path: &str, body: &Value) -> Result<Value, (Option<u16>, String)> {
         let response = self
             .http
             .post(format!("{}{path}", self.base))
@@ -120,20 +146,23 @@ impl Authority {
             .timeout(Duration::from_secs(10))
             .send()
             .await
-            .map_err(|e| format!("{path}: {}", without_url(&e)))?;
+            .map_err(|e| (None, format!("{path}: {}", without_url(&e))))?;
         let status = response.status();
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| format!("{path}: {}", without_url(&e)))?;
+            .map_err(|e| (None, format!("{path}: {}", without_url(&e))))?;
         if !status.is_success() {
             let detail = serde_json::from_slice::<Value>(&bytes)
                 .ok()
                 .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_owned))
                 .unwrap_or_default();
-            return Err(format!("{path}: HTTP {status} {detail}"));
+            return Err((
+                Some(status.as_u16()),
+                format!("{path}: HTTP {status} {detail}"),
+            ));
         }
-        serde_json::from_slice(&bytes).map_err(|e| format!("{path}: malformed answer: {e}"))
+        serde_json::from_slice(&bytes).map_err(|e| (None, format!("{path}: malformed answer: {e}")))
     }
 
     /// A fresh RFC 7523 client assertion.

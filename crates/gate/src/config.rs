@@ -224,10 +224,10 @@ pub(crate) fn read_key(path: &Path) -> Result<(SigningKey, String), GateError> {
     );
     let key = SigningKey::from_bytes(&seed);
     let public = PublicJwk::from_seed(&seed);
-    if let Some(x) = member("x") {
-        if b64url_decode(x).as_deref() != Some(public.bytes().as_slice()) {
-            return Err(bad("`x` is not the public key of `d`"));
-        }
+    if let Some(x) = member("x")
+        && b64url_decode(x).as_deref() != Some(public.bytes().as_slice())
+    {
+        return Err(bad("`x` is not the public key of `d`"));
     }
     let kid = member("kid")
         .map(str::to_owned)

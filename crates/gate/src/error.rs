@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | malformed request, path trick | 400 `invalid_request` | 400, JSON-RPC `-32600` (`-32700` unparsable) |
 //! | `Mcp-Method`/`Mcp-Name` disagree with the body | — | 400, JSON-RPC `-32001` (header mismatch) |
+//! | tool arguments that cannot be mapped (missing input, value that is not one segment) | 400 `invalid_request` | 200, JSON-RPC `-32602` |
 //! | bad or missing token | 401 `WWW-Authenticate: DPoP error="invalid_token"` | the same 401, JSON-RPC `-32000` body |
 //! | bad DPoP proof | 401 `… error="invalid_dpop_proof"` | the same 401, JSON-RPC `-32000` body |
 //! | not allowed, unmapped, approval pending or denied | 403 `… error="insufficient_scope"` | 200, JSON-RPC `-32003` |
@@ -51,6 +52,8 @@ pub(crate) enum Refusal {
     BadRequest(String),
     /// MCP: the body is not JSON.
     ParseError(String),
+    /// MCP: the tool's arguments cannot be mapped (a JSON-RPC answer: HTTP 200, `-32602`).
+    InvalidParams(String),
     /// MCP: a standard header disagrees with the body (SEP-2243).
     HeaderMismatch(String),
     /// Authentication failed (`error` is `invalid_token` or `invalid_dpop_proof`); `None`
@@ -130,17 +133,17 @@ impl Refusal {
                 });
                 // Authorization refusals are answers of the JSON-RPC peer (see the module docs).
                 let status = match self {
-                    Refusal::Forbidden(_) => StatusCode::OK,
+                    Refusal::Forbidden(_) | Refusal::InvalidParams(_) => StatusCode::OK,
                     _ => status,
                 };
                 (status, axum::Json(body)).into_response()
             }
         };
         let headers = response.headers_mut();
-        if let Some(www) = www {
-            if let Ok(v) = HeaderValue::from_str(&www) {
-                headers.insert(header::WWW_AUTHENTICATE, v);
-            }
+        if let Some(www) = www
+            && let Ok(v) = HeaderValue::from_str(&www)
+        {
+            headers.insert(header::WWW_AUTHENTICATE, v);
         }
         if matches!(self, Refusal::Unavailable(_)) {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -157,6 +160,13 @@ impl Refusal {
                 "invalid_request",
                 d.clone(),
                 -32600,
+                json!({}),
+            ),
+            Refusal::InvalidParams(d) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                d.clone(),
+                -32602,
                 json!({}),
             ),
             Refusal::ParseError(d) => (

@@ -247,6 +247,7 @@ pub async fn start(config: GateConfig) -> Result<RunningGate, GateError> {
         audience: config.audience.clone(),
         issuer: config.issuer.clone(),
         max_body: config.max_body_bytes,
+        location: mandate_core::scope::Location::parse(&config.audience).ok(),
         clock,
     });
     let app = Router::new().fallback(proxy::handle).with_state(gate);
@@ -295,6 +296,9 @@ pub(crate) struct Gate {
     pub(crate) audience: String,
     pub(crate) issuer: String,
     pub(crate) max_body: usize,
+    /// The audience as a scope location (`None` if it is not one: then only details without
+    /// locations grant anything, as in the verifier).
+    pub(crate) location: Option<mandate_core::scope::Location>,
     pub(crate) clock: Arc<dyn Clock>,
 }
 

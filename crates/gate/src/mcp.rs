@@ -117,12 +117,12 @@ pub(crate) fn check_headers(headers: &HeaderMap, message: &Message) -> Result<()
         Message::Request { params, .. } => params.as_ref(),
         _ => None,
     };
-    if let Some(value) = single_header(headers, "mcp-method")? {
-        if Some(value.as_str()) != message.method() {
-            return Err(Refusal::HeaderMismatch(
-                "the `Mcp-Method` header does not match the body's `method`".into(),
-            ));
-        }
+    if let Some(value) = single_header(headers, "mcp-method")?
+        && Some(value.as_str()) != message.method()
+    {
+        return Err(Refusal::HeaderMismatch(
+            "the `Mcp-Method` header does not match the body's `method`".into(),
+        ));
     }
     if let Some(value) = single_header(headers, "mcp-name")? {
         let name = params

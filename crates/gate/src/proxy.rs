@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::response::Response;
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
-use mandate_core::encoding::{base32_128, hex};
+use mandate_core::encoding::{b64url, base32_128, hex};
 use mandate_verifier::{Caller, Decision, Denial, Operation, RequestProof};
 use serde_json::{Value, json};
 
@@ -63,10 +63,10 @@ const STRIPPED_RESPONSE: [&str; 7] = [
 pub(crate) async fn handle(State(gate): State<Arc<Gate>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let raw_path = parts.uri.path().to_owned();
-    if parts.method == Method::GET {
-        if let Some(doc) = gate.metadata_for(&raw_path) {
-            return doc;
-        }
+    if parts.method == Method::GET
+        && let Some(doc) = gate.metadata_for(&raw_path)
+    {
+        return doc;
     }
     let metadata_url = gate.metadata_url(None);
     // RFC 9110 §9.1: methods are case-sensitive; only the uppercase spellings are routed, and
@@ -193,12 +193,13 @@ struct Subject<'a> {
 }
 
 impl Subject<'_> {
-    /// Hex SHA-256 of the JCS form of `{method, target, arguments}` (RFC 8785).
+    /// Base64url SHA-256 of the JCS form of `{method, target, arguments}` (RFC 8785): what an
+    /// approval is bound to.
     fn hash(&self) -> Result<String, Refusal> {
         let value =
             json!({"method": self.method, "target": self.target, "arguments": self.arguments});
         mandate_core::jcs::sha256(&value)
-            .map(|h| hex(&h))
+            .map(|h| b64url(&h))
             .map_err(|e| Refusal::BadRequest(format!("the request cannot be hashed: {e}")))
     }
 }
@@ -268,10 +269,10 @@ impl Ctx<'_> {
                 };
                 payload = Payload::Buffered(bytes);
             }
-            if let (Payload::Buffered(bytes), None) = (&payload, &json_body) {
-                if !bytes.is_empty() {
-                    subject.arguments = json!({"body_sha256": hex(&sha256(bytes))});
-                }
+            if let (Payload::Buffered(bytes), None) = (&payload, &json_body)
+                && !bytes.is_empty()
+            {
+                subject.arguments = json!({"body_sha256": hex(&sha256(bytes))});
             }
         }
         let receipt = match self.decide(&mapped, &subject, decision, &protocol).await {
@@ -351,10 +352,7 @@ impl Ctx<'_> {
                 };
                 let mapped = match tool.map(arguments) {
                     Ok(m) => m,
-                    Err(e) => {
-                        let invalid_params = Refusal::BadRequest(e.to_string());
-                        return self.refuse(invalid_params, &protocol);
-                    }
+                    Err(e) => return self.refuse(Refusal::InvalidParams(e.to_string()), &protocol),
                 };
                 let subject = Subject {
                     method,
@@ -412,7 +410,7 @@ impl Ctx<'_> {
             let Ok(mut message) = serde_json::from_slice::<Value>(&body) else {
                 return self.refuse(cannot_filter("not JSON"), protocol);
             };
-            let keep = self.callable(upstream, &mcp::listed_tools(&message)).await;
+            let keep = self.callable(upstream, &mcp::listed_tools(&message));
             mcp::retain_tools(&mut message, &|n| keep.iter().any(|k| k == n));
             message.to_string().into_bytes()
         } else if content_type.starts_with("text/event-stream") {
@@ -421,7 +419,7 @@ impl Ctx<'_> {
             };
             let mut stream = EventStream::parse(text);
             for (index, mut message) in stream.messages() {
-                let keep = self.callable(upstream, &mcp::listed_tools(&message)).await;
+                let keep = self.callable(upstream, &mcp::listed_tools(&message));
                 mcp::retain_tools(&mut message, &|n| keep.iter().any(|k| k == n));
                 stream.replace(index, &message);
             }
@@ -436,27 +434,22 @@ impl Ctx<'_> {
         response
     }
 
-    /// The listed tools that are mapped and whose action and resource the caller's scope
-    /// grants (without constraint inputs).
-    async fn callable(&self, upstream: &Upstream, names: &[String]) -> Vec<String> {
-        let mut keep = Vec::new();
-        for name in names {
-            let Some(tool) = upstream.tool(name) else {
-                continue;
-            };
-            let listing = tool.listing();
-            let op = Operation::new(listing.action, listing.resource);
-            if self
-                .gate
-                .verifier
-                .authorize(self.caller, &op)
-                .await
-                .is_allow()
-            {
-                keep.push(name.clone());
-            }
-        }
-        keep
+    /// The listed tools that are mapped and that the caller's scope lets it call (see
+    /// `ToolRoute::listable`).
+    fn callable(&self, upstream: &Upstream, names: &[String]) -> Vec<String> {
+        names
+            .iter()
+            .filter(|name| {
+                upstream.tool(name).is_some_and(|tool| {
+                    tool.listable(
+                        self.caller.scope(),
+                        self.caller.prohibitions(),
+                        self.gate.location.as_ref(),
+                    )
+                })
+            })
+            .cloned()
+            .collect()
     }
 
     async fn authorize(&self, mapped: &Mapped) -> Decision {
@@ -485,10 +478,10 @@ impl Ctx<'_> {
             agent: self.caller.agent().to_owned(),
             sub: self.caller.human().to_owned(),
             delegation: self.caller.delegation().to_owned(),
-            action: mapped.action.clone(),
-            resource: mapped.resource.clone(),
+            action: Some(mapped.action.clone()),
+            resource: Some(mapped.resource.clone()),
             method: subject.method.to_owned(),
-            target: subject.target.clone(),
+            target: Some(subject.target.clone()).filter(|t| !t.is_empty()),
             request_hash: request_hash.clone(),
             at: self.gate.clock.now_ms(),
         };
@@ -525,7 +518,7 @@ impl Ctx<'_> {
             };
             let (code, approval_id, description) = match answer {
                 Approval::Approved(id) => {
-                    reason = format!("approved {id}");
+                    reason = "approved".to_owned();
                     (None, id, String::new())
                 }
                 Approval::Pending(id) => (
@@ -582,10 +575,10 @@ impl Ctx<'_> {
             agent: self.caller.agent().to_owned(),
             sub: self.caller.human().to_owned(),
             delegation: self.caller.delegation().to_owned(),
-            action: String::new(),
-            resource: String::new(),
+            action: None,
+            resource: None,
             method: method.to_owned(),
-            target: target.to_owned(),
+            target: Some(target.to_owned()).filter(|t| !t.is_empty()),
             request_hash,
             at: self.gate.clock.now_ms(),
         };
@@ -707,10 +700,9 @@ impl Ctx<'_> {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok())
+            && len > limit
         {
-            if len > limit {
-                return Err(Refusal::TooLarge);
-            }
+            return Err(Refusal::TooLarge);
         }
         match http_body_util::Limited::new(body, limit).collect().await {
             Ok(collected) => Ok(collected.to_bytes()),

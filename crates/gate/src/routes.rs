@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use mandate_core::scope::ResourcePath;
+use mandate_core::scope::{Action, Location, Prohibitions, ResourcePath, ResourcePattern, Scope};
 use serde_json::{Map, Value};
 
 use crate::config::{GateConfig, RouteConfig, ToolConfig, UpstreamConfig, UpstreamKind};
@@ -94,6 +94,9 @@ pub(crate) enum MapError {
     /// The built resource is not a valid resource path.
     #[error("the resource built from the request is not a valid resource path")]
     BadResource,
+    /// A declared constraint input is absent from the request.
+    #[error("the request must carry `{0}`: a constraint of this route depends on it")]
+    MissingInput(String),
     /// A query parameter used as an input appears twice, or the query is malformed.
     #[error("the query parameter `{0}` must appear at most once")]
     Query(String),
@@ -299,12 +302,16 @@ impl HttpRoute {
                     .single(param)
                     .map_err(|_| MapError::Query(param.clone()))?
                     .map(query_value),
-                Source::Body(members) => body.and_then(|b| lookup(b, members)).cloned(),
+                Source::Body(members) => body
+                    .and_then(|b| lookup(b, members))
+                    .filter(|v| !v.is_null())
+                    .cloned(),
                 Source::Arguments(_) => None,
             };
-            if let Some(v) = value {
-                inputs.insert(name.clone(), v);
-            }
+            // A declared input is required: a request that leaves it out could otherwise
+            // escape the constraint it feeds (an absent `amount` is not limited).
+            let v = value.ok_or_else(|| MapError::MissingInput(name.clone()))?;
+            inputs.insert(name.clone(), v);
         }
         Ok(Mapped {
             action: self.action.clone(),
@@ -329,9 +336,11 @@ impl ToolRoute {
         let mut inputs = Map::new();
         for (name, source) in &self.inputs {
             if let Source::Arguments(members) = source {
-                if let Some(v) = arguments.and_then(|a| lookup(a, members)) {
-                    inputs.insert(name.clone(), v.clone());
-                }
+                let v = arguments
+                    .and_then(|a| lookup(a, members))
+                    .filter(|v| !v.is_null())
+                    .ok_or_else(|| MapError::MissingInput(name.clone()))?;
+                inputs.insert(name.clone(), v.clone());
             }
         }
         Ok(Mapped {
@@ -341,24 +350,37 @@ impl ToolRoute {
         })
     }
 
-    /// The operation used to decide whether the caller may see this tool in `tools/list`:
-    /// no inputs, and every placeholder of the resource replaced by `*`, so that only a grant
-    /// covering any value of it (`orders/*`, `orders/**`) shows the tool.
-    pub(crate) fn listing(&self) -> Mapped {
-        let resource = self
-            .resource
-            .parts
-            .iter()
-            .map(|p| match p {
-                Part::Text(t) => t.clone(),
-                Part::Var(_) => "*".to_owned(),
-            })
-            .collect();
-        Mapped {
-            action: self.action.clone(),
-            resource,
-            inputs: Map::new(),
-        }
+    /// Whether a caller with `scope` and `prohibitions` may see this tool in `tools/list`:
+    /// some detail grants the action at `location` on *every* resource the tool can name
+    /// (each segment with a placeholder taken as `*`, so `orders/*` or `orders/**` must be
+    /// granted), and no prohibition forbids the action on all of them. Constraints are not
+    /// evaluated: they depend on the call's inputs, and evaluating them must not spend a rate.
+    pub(crate) fn listable(
+        &self,
+        scope: &Scope,
+        prohibitions: &Prohibitions,
+        location: Option<&Location>,
+    ) -> bool {
+        let Ok(action) = Action::new(&self.action) else {
+            return false;
+        };
+        let Some(pattern) = self.resource.listing_pattern() else {
+            return false;
+        };
+        let granted = scope.details().iter().any(|d| {
+            let location_ok = match (d.locations(), location) {
+                (None, _) => true,
+                (Some(allowed), Some(l)) => allowed.contains(l),
+                (Some(_), None) => false,
+            };
+            location_ok
+                && d.actions().contains(&action)
+                && d.resources().iter().any(|r| r.contains(&pattern))
+        });
+        let prohibited = prohibitions.iter().any(|p| {
+            p.actions().contains(&action) && p.resources().iter().any(|r| r.contains(&pattern))
+        });
+        granted && !prohibited
     }
 }
 
@@ -388,6 +410,25 @@ impl Template {
             parts.push(Part::Text(rest.to_owned()));
         }
         Ok(Self { parts })
+    }
+
+    /// The pattern of every resource the template can produce: each segment holding a
+    /// placeholder becomes `*`.
+    fn listing_pattern(&self) -> Option<ResourcePattern> {
+        const MARK: char = '\u{0}';
+        let text: String = self
+            .parts
+            .iter()
+            .map(|p| match p {
+                Part::Text(t) => t.clone(),
+                Part::Var(_) => MARK.to_string(),
+            })
+            .collect();
+        let pattern: Vec<&str> = text
+            .split('/')
+            .map(|seg| if seg.contains(MARK) { "*" } else { seg })
+            .collect();
+        ResourcePattern::parse(&pattern.join("/")).ok()
     }
 
     /// Renders the template, each value percent-encoded so that it stays one segment, and
@@ -759,8 +800,14 @@ inputs = { amount = "arguments.amount" }
             .unwrap();
         assert_eq!(m.resource, "orders/A-1");
         assert_eq!(m.inputs["amount"], json!(12.5));
-        let m = tool.map(Some(&json!({"order_id": 42}))).unwrap();
+        let m = tool
+            .map(Some(&json!({"order_id": 42, "amount": 1})))
+            .unwrap();
         assert_eq!(m.resource, "orders/42");
+        assert_eq!(
+            tool.map(Some(&json!({"order_id": 42}))),
+            Err(MapError::MissingInput("amount".into()))
+        );
         // A value cannot add segments or wildcards.
         for bad in [
             json!("1/../2"),
@@ -771,10 +818,17 @@ inputs = { amount = "arguments.amount" }
             json!(null),
             json!(["a"]),
         ] {
-            assert!(tool.map(Some(&json!({"order_id": bad}))).is_err(), "{bad}");
+            assert!(
+                matches!(
+                    tool.map(Some(&json!({"order_id": bad, "amount": 1}))),
+                    Err(MapError::BadValue(_) | MapError::BadResource)
+                ),
+                "{bad}"
+            );
         }
         assert!(tool.map(None).is_err());
-        assert_eq!(tool.listing().resource, "orders/*");
+        let pattern = tool.resource.listing_pattern().unwrap();
+        assert_eq!(pattern, ResourcePattern::parse("orders/*").unwrap());
         assert!(u.tool("close_account").is_none());
     }
 

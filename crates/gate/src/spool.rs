@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::authority::Authority;
+use crate::authority::{Authority, ShipError};
 use crate::error::GateError;
 
 /// A segment is closed and a new one started once it reaches this size.
@@ -48,7 +48,8 @@ pub struct DecisionRecord {
     pub id: String,
     /// `allow` or `deny`.
     pub decision: String,
-    /// The reason code (`granted`, `approved`, `insufficient_scope`, `max_amount`, …).
+    /// The reason code (`granted`, `approved`, `unmapped`, `approval_pending`, or a verifier
+    /// deny code such as `insufficient_scope` or `max_amount`).
     pub reason: String,
     /// The acting agent (`client_id`).
     pub agent: String,
@@ -56,15 +57,15 @@ pub struct DecisionRecord {
     pub sub: String,
     /// The delegation of the token (`del`).
     pub delegation: String,
-    /// The mapped action (empty when the request mapped to none).
-    pub action: String,
-    /// The mapped resource (empty when the request mapped to none).
-    pub resource: String,
+    /// The mapped action (`None` when the request mapped to none).
+    pub action: Option<String>,
+    /// The mapped resource (`None` when the request mapped to none).
+    pub resource: Option<String>,
     /// HTTP method, or the JSON-RPC method for MCP.
     pub method: String,
-    /// Canonical path and query, or the tool name for MCP.
-    pub target: String,
-    /// Hex SHA-256 of the JCS form of `{method, target, arguments}`.
+    /// Canonical path and query, or the tool name for MCP (`None`: no target).
+    pub target: Option<String>,
+    /// Base64url SHA-256 of the JCS form of `{method, target, arguments}` (RFC 8785).
     pub request_hash: String,
     /// Unix milliseconds of the decision.
     pub at: i64,
@@ -294,20 +295,35 @@ impl Shipper {
                 }
             };
             match batch {
-                Batch::Records { records, end } => match self.authority.ship(&records).await {
-                    Ok(()) => {
-                        backoff = Duration::from_millis(100);
-                        cursor = end;
-                        if let Err(e) = write_cursor(&self.dir, cursor) {
-                            tracing::error!(error = %e, "cannot save the spool cursor");
+                Batch::Records(records) => {
+                    let values: Vec<Value> = records.iter().map(|(v, _)| v.clone()).collect();
+                    let shipped = match self.authority.ship(&values).await {
+                        Ok(()) => records.last().map(|(_, end)| *end),
+                        Err(ShipError::Rejected(e)) => {
+                            // One bad record must not hold back the others: ship them one by
+                            // one and drop only what the authority refuses.
+                            tracing::error!(error = %e, "the authority refused a batch of decisions; shipping them one by one");
+                            self.ship_one_by_one(&records).await
+                        }
+                        Err(ShipError::Transient(e)) => {
+                            tracing::warn!(error = %e, records = records.len(), retry_in_ms = backoff.as_millis() as u64, "shipping decisions failed");
+                            None
+                        }
+                    };
+                    match shipped {
+                        Some(end) => {
+                            backoff = Duration::from_millis(100);
+                            cursor = end;
+                            if let Err(e) = write_cursor(&self.dir, cursor) {
+                                tracing::error!(error = %e, "cannot save the spool cursor");
+                            }
+                        }
+                        None => {
+                            self.pause(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
                         }
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, records = records.len(), retry_in_ms = backoff.as_millis() as u64, "shipping decisions failed");
-                        self.pause(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                    }
-                },
+                }
                 Batch::NextSegment => {
                     let done = cursor.segment;
                     // The next segment that exists (numbers may have gaps after a failure).
@@ -344,6 +360,24 @@ impl Shipper {
         }
     }
 
+    /// Ships records singly; returns the position after the last one shipped or refused, or
+    /// `None` if the first one could not be shipped.
+    async fn ship_one_by_one(&self, records: &[(Value, Position)]) -> Option<Position> {
+        let mut done = None;
+        for (record, end) in records {
+            match self.authority.ship(std::slice::from_ref(record)).await {
+                Ok(()) => done = Some(*end),
+                Err(ShipError::Rejected(e)) => {
+                    let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
+                    tracing::error!(error = %e, id, "the authority refused a decision record; it stays in the spool file only");
+                    done = Some(*end);
+                }
+                Err(ShipError::Transient(_)) => break,
+            }
+        }
+        done
+    }
+
     async fn pause(&mut self, d: Duration) {
         tokio::select! {
             _ = self.stop.changed() => {}
@@ -353,10 +387,8 @@ impl Shipper {
 }
 
 enum Batch {
-    Records {
-        records: Vec<Value>,
-        end: Position,
-    },
+    /// Records, each with the position right after it.
+    Records(Vec<(Value, Position)>),
     NextSegment,
     /// Unreadable lines up to this position.
     Skip(Position),
@@ -397,8 +429,12 @@ fn read_batch(dir: &Path, cursor: Position, durable: Position) -> std::io::Resul
             break;
         }
         consumed += line.len();
+        let after = Position {
+            segment: cursor.segment,
+            offset: cursor.offset + consumed as u64,
+        };
         match serde_json::from_slice::<DecisionRecord>(line) {
-            Ok(r) => records.push(serde_json::to_value(r).unwrap_or(Value::Null)),
+            Ok(r) => records.push((serde_json::to_value(r).unwrap_or(Value::Null), after)),
             Err(e) => {
                 tracing::error!(error = %e, segment = cursor.segment, "skipping an unreadable spool line");
             }
@@ -417,7 +453,7 @@ fn read_batch(dir: &Path, cursor: Position, durable: Position) -> std::io::Resul
             "a spool line is longer than the limit",
         ));
     }
-    Ok(Batch::Records { records, end })
+    Ok(Batch::Records(records))
 }
 
 /// Cuts a torn last line; returns the resulting length.
@@ -513,10 +549,10 @@ mod tests {
             agent: "agt_a".into(),
             sub: "usr_h".into(),
             delegation: "del_d".into(),
-            action: "read".into(),
-            resource: "tickets/1".into(),
+            action: Some("read".into()),
+            resource: Some("tickets/1".into()),
             method: "GET".into(),
-            target: "/tickets/1".into(),
+            target: Some("/tickets/1".into()),
             request_hash: "00".into(),
             at: 1,
         }
@@ -537,7 +573,7 @@ mod tests {
         let durable = *spool.durable.borrow();
         let path = segment_path(dir.path(), 1);
         assert_eq!(fs::metadata(&path).unwrap().len(), durable.offset);
-        let Batch::Records { records, end } = read_batch(
+        let Batch::Records(records) = read_batch(
             dir.path(),
             Position {
                 segment: 1,
@@ -548,7 +584,8 @@ mod tests {
         .unwrap() else {
             panic!("records expected")
         };
-        assert_eq!((records.len(), end), (200, durable));
+        assert_eq!(records.len(), 200);
+        assert_eq!(records.last().unwrap().1, durable);
         drop(spool);
 
         // A torn tail is cut at the next open.

@@ -105,7 +105,25 @@ async fn tools_are_decided_one_by_one() {
             &[],
         )
         .await;
-    assert_eq!(status, 400, "{body:?}");
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (200, &json!(-32602)),
+        "{body:?}"
+    );
+    // A declared input left out is refused too (an absent amount would not be limited).
+    let (status, _, body) = w
+        .mcp(
+            &token,
+            &dpop,
+            call(9, "refund_order", json!({"order_id": "A-1"})),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (200, &json!(-32602)),
+        "{body:?}"
+    );
     assert_eq!(w.upstream.count(), before, "no denial reaches the upstream");
 
     // Batches are refused whole.
