@@ -1,13 +1,28 @@
-//! `mandate gate`: register gates (resource servers) and inspect them.
+//! `mandate gate`: run a gate (`--config gate.toml`), or register gates (resource servers) with
+//! the authority and inspect them.
 
-use anyhow::Result;
-use clap::Subcommand;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, anyhow, bail};
+use clap::{Args, Subcommand};
 use serde_json::json;
 
 use crate::Outcome;
 use crate::client::ApiClient;
 use crate::input;
 use crate::output::{Field, Output, Render};
+
+/// `mandate gate --config FILE` or `mandate gate <COMMAND>`.
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, arg_required_else_help = true)]
+pub(crate) struct GateArgs {
+    /// Run the gate described by this TOML file (a reverse proxy in front of HTTP tools and MCP
+    /// servers) until Ctrl-C.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<GateCommand>,
+}
 
 #[derive(Subcommand)]
 pub(crate) enum GateCommand {
@@ -49,7 +64,28 @@ const GATE: &[Field] = &[
     Field::new("tenant", "tenant"),
 ];
 
-pub(crate) async fn run(api: &ApiClient, out: &Output, cmd: GateCommand) -> Result<Outcome> {
+/// Runs the gate of `config` until Ctrl-C or SIGTERM.
+pub(crate) async fn serve(config: &Path) -> Result<Outcome> {
+    crate::serve::init_tracing();
+    let config = mandate_gate::GateConfig::load(config).map_err(|e| anyhow!("{e}"))?;
+    let issuer = config.issuer.clone();
+    mandate_gate::run(config, crate::serve::shutdown_signal(), |gate| {
+        println!(
+            "mandate gate: listening on {} (public URL {}, authority {issuer})",
+            gate.local_addr(),
+            gate.url()
+        );
+    })
+    .await
+    .map_err(|e| anyhow!("{e}"))?;
+    Ok(Outcome::Ok)
+}
+
+/// The admin subcommands (`add`, `list`, `show`).
+pub(crate) async fn run(api: &ApiClient, out: &Output, args: GateArgs) -> Result<Outcome> {
+    let Some(cmd) = args.command else {
+        bail!("use `mandate gate --config gate.toml` to run a gate, or `mandate gate add|list|show`");
+    };
     match cmd {
         GateCommand::Add {
             name,

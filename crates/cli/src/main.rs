@@ -77,9 +77,8 @@ enum Command {
     /// Manage an agent's keys.
     #[command(subcommand)]
     Key(key::KeyCommand),
-    /// Register and inspect gates.
-    #[command(subcommand)]
-    Gate(gate::GateCommand),
+    /// Run a gate (`--config gate.toml`), or register and inspect gates.
+    Gate(gate::GateArgs),
     /// Delegate to an agent as the calling human (a mandate).
     #[command(subcommand)]
     Mandate(delegation::MandateCommand),
@@ -149,6 +148,12 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         serve::run(args).await?;
         return Ok(Outcome::Ok);
     }
+    if let Command::Gate(gate::GateArgs {
+        config: Some(path), ..
+    }) = &cli.command
+    {
+        return gate::serve(path).await;
+    }
     if let Command::Token(cmd) = cli.command {
         return agent_client::run(&cli.server, &out, cmd).await;
     }
@@ -161,7 +166,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Human(cmd) => human::run(&api, &out, cmd).await,
         Command::Agent(cmd) => agent::run(&api, &out, cmd).await,
         Command::Key(cmd) => key::run(&api, &out, cmd).await,
-        Command::Gate(cmd) => gate::run(&api, &out, cmd).await,
+        Command::Gate(args) => gate::run(&api, &out, args).await,
         Command::Mandate(cmd) => delegation::run_mandate(&api, &out, cmd).await,
         Command::Delegation(cmd) => delegation::run(&api, &out, cmd).await,
         Command::Revoke(args) => revoke::run(&api, &out, args).await,

@@ -166,7 +166,7 @@ fn read_config(path: &Path) -> Result<Layer> {
 }
 
 /// Logs to stderr, filtered by `MANDATE_LOG` (default `info`).
-fn init_tracing() {
+pub(crate) fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = match std::env::var("MANDATE_LOG") {
         Ok(spec) => EnvFilter::try_new(&spec).unwrap_or_else(|e| {
@@ -184,7 +184,7 @@ fn init_tracing() {
 }
 
 /// Resolves on Ctrl-C or, on Unix, SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::warn!(error = %e, "cannot listen for Ctrl-C");
