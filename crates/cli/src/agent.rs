@@ -87,7 +87,7 @@ const AGENT_ROW: &[Field] = &[
     Field::new("name", "name").max(24),
     Field::new("owner", "owner"),
     Field::new("status", "status"),
-    Field::new("trust", "trust"),
+    Field::new("trust", "trust.score"),
     Field::new("keys", "keys").render(Render::Count),
     Field::new("created", "created_at").render(Render::Date),
 ];
@@ -98,7 +98,7 @@ pub(crate) const AGENT: &[Field] = &[
     Field::new("purpose", "purpose").max(60),
     Field::new("owner", "owner"),
     Field::new("status", "status"),
-    Field::new("trust", "trust"),
+    Field::new("trust", "trust.score"),
     Field::new("spiffe id", "spiffe_id").max(60),
     Field::new("did", "did").max(24),
     Field::new("commitment", "commitment").max(16),

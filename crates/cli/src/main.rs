@@ -2,6 +2,7 @@
 
 mod agent;
 mod agent_client;
+mod approval;
 mod audit;
 mod audit_offline;
 mod client;
@@ -89,6 +90,11 @@ enum Command {
     /// with the agent's private key file, not with an API key.
     #[command(subcommand)]
     Token(agent_client::TokenCommand),
+    /// Approve a request a gate is holding for a human's decision (`apr_…`).
+    Approve(approval::ApproveArgs),
+    /// List, show, approve and deny the requests gates hold for a human's decision.
+    #[command(subcommand)]
+    Approval(approval::ApprovalCommand),
     /// Revoke exactly one thing: an agent, a human, a key, a token, a tenant or a delegation.
     Revoke(revoke::RevokeArgs),
     /// Follow revocations, suspensions and resumptions as they happen (until Ctrl-C).
@@ -169,6 +175,8 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Gate(args) => gate::run(&api, &out, args).await,
         Command::Mandate(cmd) => delegation::run_mandate(&api, &out, cmd).await,
         Command::Delegation(cmd) => delegation::run(&api, &out, cmd).await,
+        Command::Approve(args) => approval::approve(&api, &out, args).await,
+        Command::Approval(cmd) => approval::run(&api, &out, cmd).await,
         Command::Revoke(args) => revoke::run(&api, &out, args).await,
         Command::Events(args) => events::run(&api, &out, args).await,
         Command::Server(cmd) => server_keys::run(&api, &out, cmd).await,

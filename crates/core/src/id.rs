@@ -1,4 +1,5 @@
-//! Typed, prefixed, time-ordered identifiers (`ten_…`, `usr_…`, `agt_…`, `gat_…`, `key_…`).
+//! Typed, prefixed, time-ordered identifiers (`ten_…`, `usr_…`, `agt_…`, `gat_…`, `key_…`,
+//! `del_…`, `apr_…`).
 //!
 //! An id is a prefix and 26 Crockford base32 characters of 16 bytes: 6 bytes of unix
 //! milliseconds (big-endian) then 10 random bytes supplied by the caller. Ids therefore sort by
@@ -25,6 +26,8 @@ pub enum IdKind {
     ApiKey,
     /// `del_`: a delegation.
     Delegation,
+    /// `apr_`: a human-in-the-loop approval of one request.
+    Approval,
 }
 
 impl IdKind {
@@ -37,6 +40,7 @@ impl IdKind {
             Self::Gate => "gat_",
             Self::ApiKey => "key_",
             Self::Delegation => "del_",
+            Self::Approval => "apr_",
         }
     }
 }
@@ -130,6 +134,10 @@ typed_id!(
     /// A delegation (a mandate or a sub-delegation).
     DelegationId, IdKind::Delegation, "delegation"
 );
+typed_id!(
+    /// A human-in-the-loop approval of one request (DESIGN §7).
+    ApprovalId, IdKind::Approval, "approval"
+);
 
 /// Keeps user input quoted in errors short.
 fn truncate(s: &str) -> String {
@@ -147,6 +155,10 @@ mod tests {
         assert!(a < b);
         assert!(AgentId::parse(b.as_str()).is_ok());
         assert!(HumanId::parse(b.as_str()).is_err());
+        let apr = ApprovalId::from_parts(1_000, [7; 10]);
+        assert!(apr.as_str().starts_with("apr_"));
+        assert!(ApprovalId::parse(apr.as_str()).is_ok());
+        assert!(ApprovalId::parse(b.as_str()).is_err());
         assert!(AgentId::parse("agt_").is_err());
         assert!(AgentId::parse("agt_../../etc/passwd").is_err());
         let err = AgentId::parse("agt_x").unwrap_err().to_string();

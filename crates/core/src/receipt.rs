@@ -81,6 +81,21 @@ pub enum EventKind {
     /// A free-standing record (no state change besides the receipt).
     #[serde(rename = "record")]
     Record,
+    /// A gate asked for a human's approval of one request (pending).
+    #[serde(rename = "approval.requested")]
+    ApprovalRequested,
+    /// A human approved a pending request.
+    #[serde(rename = "approval.approved")]
+    ApprovalApproved,
+    /// A human denied a pending request.
+    #[serde(rename = "approval.denied")]
+    ApprovalDenied,
+    /// A gate used an approval for the request it was given for (single use).
+    #[serde(rename = "approval.consumed")]
+    ApprovalConsumed,
+    /// A gate's access decision on one request, shipped by the gate.
+    #[serde(rename = "gate.decision")]
+    GateDecision,
 }
 
 /// What was decided.

@@ -14,6 +14,7 @@ pub mod extract;
 pub mod keys;
 pub mod routes;
 pub mod state;
+pub mod trust;
 pub mod views;
 
 use std::net::SocketAddr;
@@ -35,7 +36,7 @@ use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
 use crate::error::{ApiError, ProblemKind};
-use crate::routes::{agents, humans, ledger, mandates, oauth, proofs, public};
+use crate::routes::{agents, approvals, gates, humans, ledger, mandates, oauth, proofs, public};
 pub use crate::state::AppState;
 
 /// Settings of `mandate serve`.
@@ -384,6 +385,12 @@ pub fn router(state: AppState) -> Router {
             post(agents::create_gate).get(agents::list_gates),
         )
         .route("/v1/gates/{id}", get(agents::show_gate))
+        .route("/v1/gates/receipts", post(gates::ship_receipts))
+        .route("/v1/approvals", get(approvals::list_approvals))
+        .route("/v1/approvals/check", post(approvals::check))
+        .route("/v1/approvals/{id}", get(approvals::show_approval))
+        .route("/v1/approvals/{id}/approve", post(approvals::approve))
+        .route("/v1/approvals/{id}/deny", post(approvals::deny))
         .route("/v1/receipts", get(ledger::list_receipts))
         .route("/v1/ledger/checkpoint", get(proofs::checkpoint))
         .route("/v1/ledger/proof/inclusion", get(proofs::inclusion))

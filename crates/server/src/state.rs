@@ -81,6 +81,10 @@ pub struct Policy {
     pub key_overlap_secs: i64,
     /// Longest overlap of an agent key rotation, seconds (7 days).
     pub max_key_overlap_secs: i64,
+    /// How long a pending approval waits for a human's decision, seconds (15 min).
+    pub approval_pending_secs: i64,
+    /// How long an approved request may wait to be used by its gate, seconds (5 min).
+    pub approval_use_secs: i64,
 }
 
 impl Default for Policy {
@@ -94,6 +98,8 @@ impl Default for Policy {
             strict_attenuation: false,
             key_overlap_secs: 3600,
             max_key_overlap_secs: 7 * 24 * 3600,
+            approval_pending_secs: 15 * 60,
+            approval_use_secs: 5 * 60,
         }
     }
 }

@@ -53,8 +53,8 @@ pub fn key(k: &KeyRecord) -> Value {
     })
 }
 
-/// An agent.
-pub fn agent(state: &AppState, a: &Agent) -> Value {
+/// An agent, with its trust score and the score's inputs.
+pub fn agent(state: &AppState, a: &Agent, trust: &crate::trust::Trust) -> Value {
     let newest_active: Option<&PublicJwk> = a
         .keys
         .iter()
@@ -72,7 +72,7 @@ pub fn agent(state: &AppState, a: &Agent) -> Value {
         "purpose": a.purpose,
         "ceiling": a.ceiling,
         "status": a.status,
-        "trust": a.trust,
+        "trust": trust.to_json(),
         "keys": a.keys.iter().map(key).collect::<Vec<_>>(),
         "created_at": time(a.created_at),
         "last_seen_at": opt_time(a.last_seen_at),

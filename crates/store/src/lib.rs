@@ -19,7 +19,7 @@ pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
-use mandate_core::id::{AgentId, DelegationId, GateId, HumanId, TenantId};
+use mandate_core::id::{AgentId, ApprovalId, DelegationId, GateId, HumanId, TenantId};
 use mandate_core::receipt::Event;
 
 pub use error::StoreError;
@@ -167,4 +167,48 @@ pub trait Store: Send + Sync + 'static {
         after: u64,
         limit: u32,
     ) -> Result<Vec<StoredReceipt>, StoreError>;
+
+    /// An approval of `tenant`.
+    async fn approval(
+        &self,
+        tenant: &TenantId,
+        id: &ApprovalId,
+    ) -> Result<Option<Approval>, StoreError>;
+
+    /// Approvals of `tenant`, ordered by id, with their status at `now` matching `filter`.
+    async fn approvals(
+        &self,
+        tenant: &TenantId,
+        filter: &ApprovalFilter,
+        page: &Page,
+        now: i64,
+    ) -> Result<Vec<Approval>, StoreError>;
+
+    /// The newest approval of `tenant` for `request_hash` under `delegation`. At most one
+    /// approval per request is ever open (pending or approved), and it is the newest.
+    async fn approval_for_request(
+        &self,
+        tenant: &TenantId,
+        delegation: &DelegationId,
+        request_hash: &str,
+    ) -> Result<Option<Approval>, StoreError>;
+
+    /// Which of `jtis` were already consumed as single-use ids of `kind` in `scope`.
+    async fn used_jtis(
+        &self,
+        kind: &str,
+        scope: &str,
+        jtis: &[String],
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Refusals attributed to each of `agents` (of `tenant`) by receipts sealed at or after
+    /// `since` (unix ms, hour precision). Engines keep these counts while appending receipts:
+    /// every receipt with `decision: deny` and an `actor.agent` adds one to its agent's count
+    /// for the hour, receipt kind and first reason.
+    async fn agent_denials(
+        &self,
+        tenant: &TenantId,
+        agents: &[AgentId],
+        since: i64,
+    ) -> Result<Vec<DenialCount>, StoreError>;
 }

@@ -1,6 +1,6 @@
 //! Domain records as the store keeps them.
 
-use mandate_core::id::{AgentId, ApiKeyId, DelegationId, GateId, HumanId, TenantId};
+use mandate_core::id::{AgentId, ApiKeyId, ApprovalId, DelegationId, GateId, HumanId, TenantId};
 use mandate_core::jwk::PublicJwk;
 use serde::{Deserialize, Serialize};
 
@@ -354,6 +354,36 @@ pub enum Mutation {
         /// Unix ms.
         at: i64,
     },
+    /// A new pending approval (DESIGN §7). Refused with a conflict while another approval for
+    /// the same tenant, delegation and request hash is open (pending or approved, and unexpired
+    /// at `created_at`); open ones past their expiry are closed as expired first.
+    CreateApproval(Approval),
+    /// A human decides a pending, unexpired approval. An approved one must then be used before
+    /// `use_by`.
+    DecideApproval {
+        /// Tenant.
+        tenant: TenantId,
+        /// Approval.
+        id: ApprovalId,
+        /// Approve (else deny).
+        approve: bool,
+        /// The deciding human.
+        by: HumanId,
+        /// Unix ms.
+        at: i64,
+        /// Unix ms: end of the window in which an approved request may be used.
+        use_by: i64,
+    },
+    /// Single use: an approved, unexpired, unconsumed approval becomes consumed; anything else
+    /// is a conflict.
+    ConsumeApproval {
+        /// Tenant.
+        tenant: TenantId,
+        /// Approval.
+        id: ApprovalId,
+        /// Unix ms.
+        at: i64,
+    },
     /// Several mutations, all or none, in order.
     Batch(Vec<Mutation>),
     /// Nothing but the receipts.
@@ -380,6 +410,8 @@ pub enum AppliedValue {
     Delegation(Delegation),
     /// A count of objects changed (revocations).
     Count(u64),
+    /// An approval, as it is after the change.
+    Approval(Approval),
 }
 
 /// A committed mutation and where its receipts landed.
@@ -539,4 +571,89 @@ pub struct CommittedReceipt {
     pub kind: mandate_core::receipt::EventKind,
     /// The canonical receipt text.
     pub body: std::sync::Arc<str>,
+}
+
+/// Lifecycle of an approval (DESIGN §7). `Expired` is stored lazily: a pending or approved
+/// approval past its `expires_at` is expired whatever its stored status ([`Approval::status_at`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApprovalStatus {
+    /// Waiting for a human until `expires_at`.
+    Pending,
+    /// Approved; usable once until `expires_at`.
+    Approved,
+    /// Denied; final.
+    Denied,
+    /// Used by the gate for its request; final.
+    Consumed,
+    /// Not decided, or not used, in time; final.
+    Expired,
+}
+
+/// A human-in-the-loop approval of one exact request (method, target and arguments, by hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    /// Id.
+    pub id: ApprovalId,
+    /// Tenant.
+    pub tenant: TenantId,
+    /// The gate that asked.
+    pub gate: GateId,
+    /// The delegation the request was made under.
+    pub delegation: DelegationId,
+    /// The agent that made the request.
+    pub agent: AgentId,
+    /// The requested action.
+    pub action: String,
+    /// The requested resource.
+    pub resource: String,
+    /// Short human-readable description from the gate.
+    pub summary: String,
+    /// base64url SHA-256 of the canonical request, as the gate computed it.
+    pub request_hash: String,
+    /// Stored status (see [`Approval::status_at`]).
+    pub status: ApprovalStatus,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms: the decision deadline while pending; the use-by time once approved.
+    pub expires_at: i64,
+    /// Unix ms, when decided.
+    pub decided_at: Option<i64>,
+    /// Who decided.
+    pub decided_by: Option<HumanId>,
+    /// Unix ms, when used.
+    pub consumed_at: Option<i64>,
+}
+
+impl Approval {
+    /// The status at `now`: pending or approved past `expires_at` is expired.
+    pub fn status_at(&self, now: i64) -> ApprovalStatus {
+        match self.status {
+            ApprovalStatus::Pending | ApprovalStatus::Approved if self.expires_at <= now => {
+                ApprovalStatus::Expired
+            }
+            s => s,
+        }
+    }
+}
+
+/// Filters for listing approvals.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ApprovalFilter {
+    /// Only approvals with this status at the listing time.
+    pub status: Option<ApprovalStatus>,
+}
+
+/// Refusals attributed to an agent in a time window: receipts with `decision: deny` whose
+/// `actor.agent` is the agent, counted by receipt kind and first reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DenialCount {
+    /// The agent.
+    pub agent: AgentId,
+    /// Receipt kind (`token.refused`, `gate.decision`, …).
+    pub kind: String,
+    /// First reason code of the receipts (cut to 64 characters), or empty.
+    pub reason: String,
+    /// How many.
+    pub count: u64,
 }

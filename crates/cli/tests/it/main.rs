@@ -8,6 +8,7 @@
     reason = "test code: a panic is a failed test"
 )]
 
+mod approval_cli;
 mod chain_demo;
 mod cli;
 mod commands;

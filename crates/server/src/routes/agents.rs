@@ -101,7 +101,8 @@ pub async fn create_agent(
             vec![(agent.tenant.clone(), ev)],
         )
         .await?;
-    let mut out = json!({"agent": views::agent(&state, &agent)});
+    let trust = crate::trust::of(&state, &agent).await?;
+    let mut out = json!({"agent": views::agent(&state, &agent, &trust)});
     if let (Some(p), Some(o)) = (private_jwk, out.as_object_mut()) {
         o.insert("private_jwk".into(), p);
     }
@@ -144,11 +145,13 @@ pub async fn list_agents(
         .store
         .agents(&caller.0.tenant.id, &filter, &page)
         .await?;
+    let trust = crate::trust::of_many(&state, &items).await?;
+    let items: Vec<_> = items.into_iter().zip(trust).collect();
     Ok(Json(list(
         items,
         limit,
-        |a| a.id.to_string(),
-        |a| views::agent(&state, a),
+        |(a, _)| a.id.to_string(),
+        |(a, t)| views::agent(&state, a, t),
     )))
 }
 
@@ -169,7 +172,8 @@ pub async fn show_agent(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let agent = load(&state, &caller, &id).await?;
-    Ok(Json(views::agent(&state, &agent)))
+    let trust = crate::trust::of(&state, &agent).await?;
+    Ok(Json(views::agent(&state, &agent, &trust)))
 }
 
 /// `POST /v1/agents/{id}/{action}` for suspend, resume, revoke.
@@ -210,7 +214,10 @@ pub async fn transition_agent(
         )
         .await?;
     match applied.value {
-        AppliedValue::Agent(a) => Ok(Json(views::agent(&state, &a))),
+        AppliedValue::Agent(a) => {
+            let trust = crate::trust::of(&state, &a).await?;
+            Ok(Json(views::agent(&state, &a, &trust)))
+        }
         _ => Err(ApiError::new(
             ProblemKind::Internal,
             "unexpected store result",

@@ -1,5 +1,5 @@
-//! `GET /v1/events`: a Server-Sent Events stream of revocations, suspensions and resumptions for
-//! gates and operators, resumable with `Last-Event-ID`.
+//! `GET /v1/events`: a Server-Sent Events stream of revocations, suspensions, resumptions and
+//! approvals for gates and operators, resumable with `Last-Event-ID`.
 //!
 //! The tenant's ledger *is* the event log: an event's id is its receipt's `seq`. A reconnecting
 //! client sends `Last-Event-ID` and first receives every relevant receipt after it, read from the
@@ -10,14 +10,13 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
 use mandate_core::id::TenantId;
-use mandate_core::jose::{AssertionExpectation, JoseLimits, JwtKind, Unverified};
 use mandate_core::receipt::EventKind;
-use mandate_store::{Client, CommittedReceipt, JtiUse, Mutation};
+use mandate_store::CommittedReceipt;
 use tokio::sync::broadcast;
 
 use crate::error::{ApiError, ProblemKind};
@@ -35,6 +34,10 @@ pub fn is_relevant(kind: EventKind) -> bool {
             | EventKind::HumanRevoked
             | EventKind::AgentKeyRetired
             | EventKind::TenantRevoked
+            | EventKind::ApprovalRequested
+            | EventKind::ApprovalApproved
+            | EventKind::ApprovalDenied
+            | EventKind::ApprovalConsumed
     )
 }
 
@@ -75,65 +78,18 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<TenantId,
             "send an API key or a gate's client assertion as `Authorization: Bearer …`",
         )
     };
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(unauthorized)?;
-    let (scheme, cred) = value.split_once(' ').ok_or_else(unauthorized)?;
-    if !scheme.eq_ignore_ascii_case("bearer") || cred.len() > 16 * 1024 {
-        return Err(unauthorized());
-    }
-    let cred = cred.trim();
+    let cred = super::gates::bearer(headers).ok_or_else(unauthorized)?;
     if cred.starts_with("mnd_") {
         return match crate::extract::principal_for_key(state, cred).await? {
             Some(p) => Ok(p.tenant.id),
             None => Err(unauthorized()),
         };
     }
-    let unverified = Unverified::parse(cred, &JoseLimits::default()).map_err(|_| unauthorized())?;
-    let id = unverified
-        .unverified_client_id()
-        .map_err(|_| unauthorized())?
-        .to_owned();
-    let Some(Client::Gate(gate)) = state.store.client(&id).await? else {
-        return Err(unauthorized());
-    };
-    let now = state.now();
-    let (verified, _) = super::oauth::verify_with_keys(
-        &unverified,
-        JwtKind::ClientAssertion,
-        &gate.keys,
-        now,
-        None,
-    )
-    .ok_or_else(unauthorized)?;
-    let assertion = mandate_core::jose::verify_client_assertion(
-        &verified,
-        &AssertionExpectation::new(&state.issuer, now / 1000),
-    )
-    .map_err(|_| unauthorized())?;
-    state
-        .store
-        .commit(
-            Mutation::TokenRequest {
-                jtis: vec![JtiUse {
-                    kind: "assertion",
-                    scope: assertion.client_id().to_owned(),
-                    jti: assertion.jti().to_owned(),
-                    expires_at: assertion.exp().saturating_add(60) * 1000,
-                }],
-                issue: None,
-                now,
-                seen: None,
-            },
-            vec![],
-        )
-        .await
-        .map_err(|e| match e {
-            mandate_store::StoreError::Conflict(_) => unauthorized(),
-            other => other.into(),
-        })?;
-    Ok(gate.tenant)
+    match super::gates::verify_gate_assertion(state, cred).await {
+        Ok(gate) => Ok(gate.tenant),
+        Err(e) if e.kind() == ProblemKind::Unauthorized => Err(unauthorized()),
+        Err(e) => Err(e),
+    }
 }
 
 enum Phase {

@@ -1,7 +1,9 @@
 //! HTTP routes: the admin API (`/v1/…`), the ledger, and public metadata.
 
 pub mod agents;
+pub mod approvals;
 pub mod events;
+pub mod gates;
 pub mod humans;
 pub mod ledger;
 pub mod mandates;

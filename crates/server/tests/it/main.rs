@@ -8,9 +8,11 @@
 )]
 
 mod admin;
+mod approvals;
 mod bad_input;
 mod delegation;
 mod events;
+mod gate_receipts;
 mod harness;
 mod interop;
 mod isolation;

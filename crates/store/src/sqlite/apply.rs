@@ -1,14 +1,14 @@
 //! Writes: one function per [`Mutation`], run inside the writer's per-job savepoint.
 
-use mandate_core::id::{AgentId, DelegationId, HumanId, TenantId};
+use mandate_core::id::{AgentId, ApprovalId, DelegationId, HumanId, TenantId};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use super::read::{self, enum_to};
 use super::unavailable;
 use crate::{
-    Agent, AgentStatus, AgentTransition, AppliedValue, Delegation, DelegationStatus, Delegator,
-    Gate, Human, HumanStatus, JtiUse, KeyRecord, KeyStatus, Mutation, NewApiKey, StoreError,
-    Tenant, TokenRecord,
+    Agent, AgentStatus, AgentTransition, AppliedValue, Approval, ApprovalStatus, Delegation,
+    DelegationStatus, Delegator, Gate, Human, HumanStatus, JtiUse, KeyRecord, KeyStatus, Mutation,
+    NewApiKey, StoreError, Tenant, TokenRecord,
 };
 
 pub(crate) fn apply(c: &Connection, mutation: Mutation) -> Result<AppliedValue, StoreError> {
@@ -131,6 +131,16 @@ pub(crate) fn apply(c: &Connection, mutation: Mutation) -> Result<AppliedValue, 
         }
         Mutation::RevokeDelegation { tenant, id, at } => revoke_delegation(c, &tenant, &id, at),
         Mutation::RevokeTenant { tenant, at } => revoke_tenant(c, &tenant, at),
+        Mutation::CreateApproval(a) => create_approval(c, a),
+        Mutation::DecideApproval {
+            tenant,
+            id,
+            approve,
+            by,
+            at,
+            use_by,
+        } => decide_approval(c, &tenant, &id, approve, &by, at, use_by),
+        Mutation::ConsumeApproval { tenant, id, at } => consume_approval(c, &tenant, &id, at),
         Mutation::Batch(all) => {
             let mut last = AppliedValue::None;
             for m in all {
@@ -667,5 +677,166 @@ fn insert_gate(c: &Connection, g: &Gate) -> Result<(), StoreError> {
     for key in &g.keys {
         insert_key(c, &g.tenant, g.id.as_str(), key)?;
     }
+    Ok(())
+}
+
+/// DESIGN §7: a new pending approval; at most one open approval per request.
+fn create_approval(c: &Connection, a: Approval) -> Result<AppliedValue, StoreError> {
+    let d = read::delegation(c, &a.tenant, &a.delegation)?
+        .ok_or_else(|| StoreError::NotFound(format!("delegation `{}`", a.delegation)))?;
+    if d.delegate != a.agent {
+        return Err(StoreError::Conflict(format!(
+            "delegation `{}` is not held by agent `{}`",
+            a.delegation, a.agent
+        )));
+    }
+    // Open approvals past their expiry are closed first, so that they do not block this one.
+    c.prepare_cached(
+        "UPDATE approvals SET status = 'expired' WHERE tenant = ?1 AND delegation = ?2 \
+         AND request_hash = ?3 AND status IN ('pending', 'approved') AND expires_at <= ?4",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            a.tenant.as_str(),
+            a.delegation.as_str(),
+            a.request_hash,
+            a.created_at
+        ])
+    })
+    .map_err(unavailable)?;
+    c.prepare_cached(
+        "INSERT INTO approvals (id, tenant, gate, delegation, agent, action, resource, summary, \
+         request_hash, status, created_at, expires_at, decided_at, decided_by, consumed_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            a.id.as_str(),
+            a.tenant.as_str(),
+            a.gate.as_str(),
+            a.delegation.as_str(),
+            a.agent.as_str(),
+            a.action,
+            a.resource,
+            a.summary,
+            a.request_hash,
+            enum_to(a.status),
+            a.created_at,
+            a.expires_at,
+            a.decided_at,
+            a.decided_by.as_ref().map(|h| h.as_str().to_owned()),
+            a.consumed_at
+        ])
+    })
+    .map_err(|e| {
+        on_insert(e, || {
+            "an approval for this request is already open".to_owned()
+        })
+    })?;
+    Ok(AppliedValue::Approval(a))
+}
+
+fn existing_approval(
+    c: &Connection,
+    tenant: &TenantId,
+    id: &ApprovalId,
+) -> Result<Approval, StoreError> {
+    read::approval(c, tenant, id)?.ok_or_else(|| StoreError::NotFound(format!("approval `{id}`")))
+}
+
+fn closed(id: &ApprovalId, status: ApprovalStatus) -> StoreError {
+    StoreError::Conflict(match status {
+        ApprovalStatus::Expired => format!("approval `{id}` has expired"),
+        other => format!("approval `{id}` is already {}", enum_to(other)),
+    })
+}
+
+fn decide_approval(
+    c: &Connection,
+    tenant: &TenantId,
+    id: &ApprovalId,
+    approve: bool,
+    by: &HumanId,
+    at: i64,
+    use_by: i64,
+) -> Result<AppliedValue, StoreError> {
+    let mut a = existing_approval(c, tenant, id)?;
+    let now = a.status_at(at);
+    if now != ApprovalStatus::Pending {
+        return Err(closed(id, now));
+    }
+    let (status, expires_at) = if approve {
+        (ApprovalStatus::Approved, use_by)
+    } else {
+        (ApprovalStatus::Denied, a.expires_at)
+    };
+    c.execute(
+        "UPDATE approvals SET status = ?3, decided_at = ?4, decided_by = ?5, expires_at = ?6 \
+         WHERE tenant = ?1 AND id = ?2 AND status = 'pending'",
+        params![
+            tenant.as_str(),
+            id.as_str(),
+            enum_to(status),
+            at,
+            by.as_str(),
+            expires_at
+        ],
+    )
+    .map_err(unavailable)?;
+    a.status = status;
+    a.decided_at = Some(at);
+    a.decided_by = Some(by.clone());
+    a.expires_at = expires_at;
+    Ok(AppliedValue::Approval(a))
+}
+
+fn consume_approval(
+    c: &Connection,
+    tenant: &TenantId,
+    id: &ApprovalId,
+    at: i64,
+) -> Result<AppliedValue, StoreError> {
+    let mut a = existing_approval(c, tenant, id)?;
+    let now = a.status_at(at);
+    if now != ApprovalStatus::Approved {
+        return Err(closed(id, now));
+    }
+    c.execute(
+        "UPDATE approvals SET status = 'consumed', consumed_at = ?3 \
+         WHERE tenant = ?1 AND id = ?2 AND status = 'approved'",
+        params![tenant.as_str(), id.as_str(), at],
+    )
+    .map_err(unavailable)?;
+    a.status = ApprovalStatus::Consumed;
+    a.consumed_at = Some(at);
+    Ok(AppliedValue::Approval(a))
+}
+
+/// Refusals per agent, hour, receipt kind and first reason (for trust scores, DESIGN §8),
+/// counted in the transaction that appends the receipt.
+pub(crate) fn count_denial(
+    c: &Connection,
+    tenant: &TenantId,
+    agent: &str,
+    at: i64,
+    kind: &str,
+    reason: &str,
+) -> Result<(), StoreError> {
+    let reason: String = reason.chars().take(64).collect();
+    c.prepare_cached(
+        "INSERT INTO agent_denials (tenant, agent, hour, kind, reason, n) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 1) \
+         ON CONFLICT (tenant, agent, hour, kind, reason) DO UPDATE SET n = n + 1",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            tenant.as_str(),
+            agent,
+            at.div_euclid(3_600_000),
+            kind,
+            reason
+        ])
+    })
+    .map_err(unavailable)?;
     Ok(())
 }

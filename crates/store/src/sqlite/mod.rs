@@ -17,15 +17,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use mandate_core::id::{AgentId, DelegationId, GateId, HumanId, TenantId};
-use mandate_core::receipt::{Event, Receipt, ReceiptHash};
+use mandate_core::id::{AgentId, ApprovalId, DelegationId, GateId, HumanId, TenantId};
+use mandate_core::receipt::{Event, Outcome, Receipt, ReceiptHash};
 use rusqlite::{Connection, OpenFlags, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    Agent, AgentFilter, AgentStatus, Applied, Client, Clock, CommittedReceipt, Delegation,
-    DelegationTree, Gate, Human, KeyRecord, Mutation, Page, Principal, Store, StoreError,
-    StoredReceipt, Tenant, TokenView,
+    Agent, AgentFilter, AgentStatus, Applied, Approval, ApprovalFilter, Client, Clock,
+    CommittedReceipt, Delegation, DelegationTree, DenialCount, Gate, Human, KeyRecord, Mutation,
+    Page, Principal, Store, StoreError, StoredReceipt, Tenant, TokenView,
 };
 
 /// Options of the SQLite engine.
@@ -279,10 +279,7 @@ impl Store for SqliteStore {
         self.readers.run(read::max_status_idx).await
     }
 
-    async fn reserve_status_indexes(
-        &self,
-        n: u64,
-    ) -> Result<std::ops::Range<u64>, StoreError> {
+    async fn reserve_status_indexes(&self, n: u64) -> Result<std::ops::Range<u64>, StoreError> {
         let n = i64::try_from(n)
             .map_err(|_| StoreError::Conflict("too many status indexes at once".into()))?;
         let path = self.readers.path.clone();
@@ -351,6 +348,64 @@ impl Store for SqliteStore {
         let t = tenant.clone();
         self.readers
             .run(move |c| read::receipts(c, &t, after, limit))
+            .await
+    }
+
+    async fn approval(
+        &self,
+        tenant: &TenantId,
+        id: &ApprovalId,
+    ) -> Result<Option<Approval>, StoreError> {
+        let (t, id) = (tenant.clone(), id.clone());
+        self.readers.run(move |c| read::approval(c, &t, &id)).await
+    }
+
+    async fn approvals(
+        &self,
+        tenant: &TenantId,
+        filter: &ApprovalFilter,
+        page: &Page,
+        now: i64,
+    ) -> Result<Vec<Approval>, StoreError> {
+        let (t, f, p) = (tenant.clone(), filter.clone(), page.clone());
+        self.readers
+            .run(move |c| read::approvals(c, &t, &f, &p, now))
+            .await
+    }
+
+    async fn approval_for_request(
+        &self,
+        tenant: &TenantId,
+        delegation: &DelegationId,
+        request_hash: &str,
+    ) -> Result<Option<Approval>, StoreError> {
+        let (t, d, h) = (tenant.clone(), delegation.clone(), request_hash.to_owned());
+        self.readers
+            .run(move |c| read::approval_for_request(c, &t, &d, &h))
+            .await
+    }
+
+    async fn used_jtis(
+        &self,
+        kind: &str,
+        scope: &str,
+        jtis: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let (k, s, j) = (kind.to_owned(), scope.to_owned(), jtis.to_vec());
+        self.readers
+            .run(move |c| read::used_jtis(c, &k, &s, &j))
+            .await
+    }
+
+    async fn agent_denials(
+        &self,
+        tenant: &TenantId,
+        agents: &[AgentId],
+        since: i64,
+    ) -> Result<Vec<DenialCount>, StoreError> {
+        let (t, a) = (tenant.clone(), agents.to_vec());
+        self.readers
+            .run(move |c| read::agent_denials(c, &t, &a, since))
             .await
     }
 }
@@ -453,6 +508,11 @@ impl Writer {
                 "DELETE FROM used_jtis WHERE expires_at < ?1",
                 params![now - 60_000],
             );
+            // Refusal counts feed trust scores over at most a week.
+            let _ = self.conn.execute(
+                "DELETE FROM agent_denials WHERE hour < ?1",
+                params![(now - 8 * 86_400_000).div_euclid(3_600_000)],
+            );
         }
         // Heads advanced by this transaction; merged into `self.heads` only after COMMIT.
         let mut pending: HashMap<TenantId, Head> = HashMap::new();
@@ -551,6 +611,16 @@ impl Writer {
         // Receipt times never go backwards, even if the wall clock does.
         let at = self.clock.now_ms().max(head.at);
         let seq = head.seq + 1;
+        if event.decision == Outcome::Deny
+            && let Some(agent) = &event.actor.agent
+        {
+            let kind = serde_json::to_value(event.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let reason = event.reasons.first().map_or("", String::as_str);
+            apply::count_denial(&self.conn, tenant, agent, at, &kind, reason)?;
+        }
         let receipt = Receipt::seal(event, tenant.as_str(), seq, at, &head.hash);
         let (body, hash) = receipt.canonical_and_hash();
         let text = String::from_utf8(body)

@@ -1,15 +1,15 @@
 //! Reads: row mapping and queries. Every query is scoped by tenant.
 
-use mandate_core::id::{AgentId, ApiKeyId, DelegationId, GateId, HumanId, TenantId};
+use mandate_core::id::{AgentId, ApiKeyId, ApprovalId, DelegationId, GateId, HumanId, TenantId};
 use mandate_core::jwk::PublicJwk;
 use mandate_core::receipt::ReceiptHash;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{Head, unavailable};
 use crate::{
-    Agent, AgentFilter, Client, Delegation, DelegationTree, Delegator, Gate, Human, HumanStatus,
-    KeyRecord, KeyStatus, Page, Principal, StoreError, StoredReceipt, Tenant, TokenRecord,
-    TokenView,
+    Agent, AgentFilter, Approval, ApprovalFilter, ApprovalStatus, Client, Delegation,
+    DelegationTree, Delegator, DenialCount, Gate, Human, HumanStatus, KeyRecord, KeyStatus, Page,
+    Principal, StoreError, StoredReceipt, Tenant, TokenRecord, TokenView,
 };
 
 pub(crate) fn is_empty(c: &Connection) -> Result<bool, StoreError> {
@@ -736,6 +736,179 @@ pub(crate) fn tokens_in_status_range(
     for jti in jtis {
         if let Some(v) = token_view(c, &jti)? {
             out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+const APPROVAL_COLS: &str = "id, tenant, gate, delegation, agent, action, resource, summary, \
+    request_hash, status, created_at, expires_at, decided_at, decided_by, consumed_at";
+
+fn approval_row(r: &Row<'_>) -> Result<Approval, StoreError> {
+    let get = |e: rusqlite::Error| unavailable(e);
+    let id: String = r.get(0).map_err(get)?;
+    let tenant: String = r.get(1).map_err(get)?;
+    let gate: String = r.get(2).map_err(get)?;
+    let delegation: String = r.get(3).map_err(get)?;
+    let agent: String = r.get(4).map_err(get)?;
+    let status: String = r.get(9).map_err(get)?;
+    let decided_by: Option<String> = r.get(13).map_err(get)?;
+    Ok(Approval {
+        id: ApprovalId::parse(&id).map_err(|_| corrupt("approval id"))?,
+        tenant: TenantId::parse(&tenant).map_err(|_| corrupt("tenant id"))?,
+        gate: GateId::parse(&gate).map_err(|_| corrupt("gate id"))?,
+        delegation: DelegationId::parse(&delegation).map_err(|_| corrupt("delegation id"))?,
+        agent: AgentId::parse(&agent).map_err(|_| corrupt("agent id"))?,
+        action: r.get(5).map_err(get)?,
+        resource: r.get(6).map_err(get)?,
+        summary: r.get(7).map_err(get)?,
+        request_hash: r.get(8).map_err(get)?,
+        status: enum_from(&status)?,
+        created_at: r.get(10).map_err(get)?,
+        expires_at: r.get(11).map_err(get)?,
+        decided_at: r.get(12).map_err(get)?,
+        decided_by: decided_by
+            .as_deref()
+            .map(HumanId::parse)
+            .transpose()
+            .map_err(|_| corrupt("human id"))?,
+        consumed_at: r.get(14).map_err(get)?,
+    })
+}
+
+fn approvals_of(
+    c: &Connection,
+    sql: &str,
+    p: impl rusqlite::Params,
+) -> Result<Vec<Approval>, StoreError> {
+    let mut stmt = c.prepare_cached(sql).map_err(unavailable)?;
+    let mut rows = stmt.query(p).map_err(unavailable)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(unavailable)? {
+        out.push(approval_row(r)?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn approval(
+    c: &Connection,
+    tenant: &TenantId,
+    id: &ApprovalId,
+) -> Result<Option<Approval>, StoreError> {
+    Ok(approvals_of(
+        c,
+        &format!("SELECT {APPROVAL_COLS} FROM approvals WHERE tenant = ?1 AND id = ?2"),
+        params![tenant.as_str(), id.as_str()],
+    )?
+    .pop())
+}
+
+/// Approvals whose status at `now` matches the filter (expiry is applied here, not stored).
+pub(crate) fn approvals(
+    c: &Connection,
+    tenant: &TenantId,
+    filter: &ApprovalFilter,
+    page: &Page,
+    now: i64,
+) -> Result<Vec<Approval>, StoreError> {
+    let condition = match filter.status {
+        None => "?4 = ?4",
+        Some(ApprovalStatus::Pending) => "status = 'pending' AND expires_at > ?4",
+        Some(ApprovalStatus::Approved) => "status = 'approved' AND expires_at > ?4",
+        Some(ApprovalStatus::Denied) => "status = 'denied' AND ?4 = ?4",
+        Some(ApprovalStatus::Consumed) => "status = 'consumed' AND ?4 = ?4",
+        Some(ApprovalStatus::Expired) => {
+            "(status = 'expired' OR (status IN ('pending', 'approved') AND expires_at <= ?4))"
+        }
+    };
+    approvals_of(
+        c,
+        &format!(
+            "SELECT {APPROVAL_COLS} FROM approvals WHERE tenant = ?1 AND id > ?2 AND {condition} \
+             ORDER BY id LIMIT ?3"
+        ),
+        params![
+            tenant.as_str(),
+            page.after.as_deref().unwrap_or(""),
+            page.limit,
+            now
+        ],
+    )
+}
+
+/// The newest approval for one request under one delegation.
+pub(crate) fn approval_for_request(
+    c: &Connection,
+    tenant: &TenantId,
+    delegation: &DelegationId,
+    request_hash: &str,
+) -> Result<Option<Approval>, StoreError> {
+    Ok(approvals_of(
+        c,
+        &format!(
+            "SELECT {APPROVAL_COLS} FROM approvals WHERE tenant = ?1 AND delegation = ?2 \
+             AND request_hash = ?3 ORDER BY id DESC LIMIT 1"
+        ),
+        params![tenant.as_str(), delegation.as_str(), request_hash],
+    )?
+    .pop())
+}
+
+/// The ids among `jtis` already recorded as used (`kind`, `scope`).
+pub(crate) fn used_jtis(
+    c: &Connection,
+    kind: &str,
+    scope: &str,
+    jtis: &[String],
+) -> Result<Vec<String>, StoreError> {
+    let mut stmt = c
+        .prepare_cached("SELECT 1 FROM used_jtis WHERE kind = ?1 AND scope = ?2 AND jti = ?3")
+        .map_err(unavailable)?;
+    let mut out = Vec::new();
+    for jti in jtis {
+        if stmt
+            .exists(params![kind, scope, jti])
+            .map_err(unavailable)?
+        {
+            out.push(jti.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Refusal counts of `agents` from the hour of `since` on.
+pub(crate) fn agent_denials(
+    c: &Connection,
+    tenant: &TenantId,
+    agents: &[AgentId],
+    since: i64,
+) -> Result<Vec<DenialCount>, StoreError> {
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT kind, reason, SUM(n) FROM agent_denials WHERE tenant = ?1 AND agent = ?2 \
+             AND hour >= ?3 GROUP BY kind, reason ORDER BY kind, reason",
+        )
+        .map_err(unavailable)?;
+    let hour = since.div_euclid(3_600_000);
+    let mut out = Vec::new();
+    for agent in agents {
+        let rows = stmt
+            .query_map(params![tenant.as_str(), agent.as_str(), hour], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .map_err(unavailable)?;
+        for row in rows {
+            let (kind, reason, n) = row.map_err(unavailable)?;
+            out.push(DenialCount {
+                agent: agent.clone(),
+                kind,
+                reason,
+                count: u64::try_from(n).unwrap_or(0),
+            });
         }
     }
     Ok(out)

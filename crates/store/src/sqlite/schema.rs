@@ -158,6 +158,42 @@ CREATE TABLE checkpoints (
 DROP INDEX delegations_by_delegate;
 CREATE INDEX delegations_by_delegate ON delegations (tenant, delegate);
 "#,
+    // Approvals (DESIGN §7) and refusal counts per agent for trust scores (DESIGN §8).
+    // At most one approval per (tenant, delegation, request hash) is open at a time; open ones
+    // past their expiry are marked `expired` before a new one is inserted.
+    r#"
+CREATE TABLE approvals (
+    id           TEXT PRIMARY KEY,
+    tenant       TEXT NOT NULL REFERENCES tenants(id),
+    gate         TEXT NOT NULL REFERENCES gates(id),
+    delegation   TEXT NOT NULL REFERENCES delegations(id),
+    agent        TEXT NOT NULL REFERENCES agents(id),
+    action       TEXT NOT NULL,
+    resource     TEXT NOT NULL,
+    summary      TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    decided_at   INTEGER,
+    decided_by   TEXT,
+    consumed_at  INTEGER
+);
+CREATE INDEX approvals_by_request ON approvals (tenant, delegation, request_hash);
+CREATE UNIQUE INDEX approvals_open ON approvals (tenant, delegation, request_hash)
+    WHERE status IN ('pending', 'approved');
+CREATE INDEX approvals_by_status ON approvals (tenant, status, id);
+CREATE TABLE agent_denials (
+    tenant      TEXT NOT NULL,
+    agent       TEXT NOT NULL,
+    hour        INTEGER NOT NULL,
+    kind        TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    n           INTEGER NOT NULL,
+    PRIMARY KEY (tenant, agent, hour, kind, reason)
+) WITHOUT ROWID;
+CREATE INDEX agent_denials_by_hour ON agent_denials (hour);
+"#,
     // Token Status List indexes are reserved in blocks from a persistent counter, continuing
     // above every index ever recorded.
     r#"

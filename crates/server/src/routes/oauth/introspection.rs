@@ -76,10 +76,13 @@ pub async fn introspect(
         if view.token.tenant != gate.tenant || !is_active(&state, &view).await? {
             return Ok(inactive());
         }
+        // DESIGN §8: the acting agent's trust score, for gates enforcing `min_trust`.
+        let trust = crate::trust::of(&state, &view.agent).await?;
         let mut out = claims.to_value();
         if let Some(o) = out.as_object_mut() {
             o.insert("active".into(), json!(true));
             o.insert("token_type".into(), json!("DPoP"));
+            o.insert("trust".into(), json!(trust.score));
             o.insert(
                 "delegation_chain".into(),
                 Value::Array(view.chain.iter().map(crate::views::delegation).collect()),
