@@ -30,7 +30,8 @@ pub(crate) struct ServeArgs {
     /// Directory for the embedded SQLite store and server keys [env: MANDATE_DATA] [default: ./mandate-data]
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
-    /// Database URL, instead of the embedded store [env: MANDATE_DATABASE_URL]
+    /// Database URL: `sqlite:PATH`, or `postgres://user@host:port/db` (replicas may share it),
+    /// instead of the embedded store [env: MANDATE_DATABASE_URL]
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
     /// Issuer identifier (public base URL) [env: MANDATE_ISSUER]

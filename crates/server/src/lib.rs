@@ -29,9 +29,13 @@ use mandate_core::id::{HumanId, TenantId};
 use mandate_core::identity::TrustDomain;
 use mandate_core::receipt::{Actor, Event, EventKind, Outcome};
 use mandate_core::scope::ScopeLimits;
+use mandate_store::postgres::ledger::{LedgerOptions as PgLedgerOptions, PostgresLedger};
+use mandate_store::postgres::{self, PostgresOptions, PostgresStore};
 use mandate_store::sqlite::ledger::{LedgerOptions, SqliteLedger};
 use mandate_store::sqlite::{SqliteOptions, SqliteStore};
-use mandate_store::{Human, HumanStatus, Mutation, NewApiKey, Role, Store, SystemClock, Tenant};
+use mandate_store::{
+    Human, HumanStatus, LedgerStore, Mutation, NewApiKey, Role, Store, SystemClock, Tenant,
+};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
@@ -46,7 +50,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Directory for the SQLite database and the signing key.
     pub data_dir: PathBuf,
-    /// A database URL (`sqlite:PATH`); default `<data_dir>/mandate.db`.
+    /// A database URL: `sqlite:PATH`, or `postgres://user@host:port/db` for PostgreSQL (which
+    /// several replicas may share); default `<data_dir>/mandate.db`.
     pub database_url: Option<String>,
     /// Issuer identifier; default `http://<listen address>`.
     pub issuer: Option<String>,
@@ -197,27 +202,11 @@ async fn open(
     addr: SocketAddr,
 ) -> Result<(AppState, Option<String>, checkpoints::Ledger), ServerError> {
     create_private_dir(&config.data_dir)?;
-    let db_path = match config.database_url.as_deref() {
-        None => config.data_dir.join("mandate.db"),
-        Some(url) => match url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-        {
-            Some(path) => PathBuf::from(path),
-            None => {
-                return Err(ServerError::new(
-                    "unsupported `database_url`: this build supports `sqlite:PATH`",
-                ));
-            }
-        },
-    };
     let clock: Arc<dyn Clock> = config
         .clock
         .clone()
         .unwrap_or_else(|| Arc::new(SystemClock));
-    let store = SqliteStore::open(SqliteOptions::new(&db_path), Arc::clone(&clock))
-        .map_err(|e| ServerError::new(format!("cannot open `{}`: {e}", db_path.display())))?;
-    let store: Arc<dyn Store> = Arc::new(store);
+    let (store, ledger_store) = open_engines(config, &clock).await?;
     let keys = keys::KeyRing::load_or_create(&config.data_dir, config.signing_alg)?;
     let issuer = config
         .issuer
@@ -233,17 +222,14 @@ async fn open(
         .to_ascii_lowercase();
     let td = config.trust_domain.clone().unwrap_or(host);
     let trust_domain = TrustDomain::parse(&td).map_err(|e| ServerError::new(e.to_string()))?;
-    let highest_status_idx = store
-        .max_status_idx()
-        .await
-        .map_err(|e| ServerError::new(e.to_string()))?;
+    let status_indexes = state::StatusIndexes::new(Arc::clone(&store), state::StatusIndexes::BLOCK);
     let state = AppState {
         store,
         clock,
         issuer: issuer.into(),
         trust_domain: Arc::new(trust_domain),
         keys: Arc::new(keys),
-        status_indexes: Arc::new(state::StatusIndexes::after(highest_status_idx)),
+        status_indexes: Arc::new(status_indexes),
         policy: Arc::new(state::Policy {
             alg: config.signing_alg,
             ..state::Policy::default()
@@ -251,15 +237,53 @@ async fn open(
         limits: Arc::new(ScopeLimits::default()),
     };
     let generated = bootstrap(&state, config.bootstrap_key.as_deref()).await?;
-    let ledger_store = SqliteLedger::open(LedgerOptions::new(&db_path))
-        .map_err(|e| ServerError::new(format!("cannot open `{}`: {e}", db_path.display())))?;
     let ledger = checkpoints::Ledger::new(
-        Arc::new(ledger_store),
+        ledger_store,
         Arc::clone(&state.keys),
         Arc::clone(&state.clock),
         &state.issuer,
     );
     Ok((state, generated, ledger))
+}
+
+/// The store and its ledger, by `database_url`: `postgres://…` or `postgresql://…` opens the
+/// PostgreSQL engine (replicas may share its database); `sqlite:PATH`, or nothing, the SQLite
+/// file (default `<data_dir>/mandate.db`).
+async fn open_engines(
+    config: &ServerConfig,
+    clock: &Arc<dyn Clock>,
+) -> Result<(Arc<dyn Store>, Arc<dyn LedgerStore>), ServerError> {
+    if let Some(url) = config.database_url.as_deref()
+        && postgres::is_postgres_url(url)
+    {
+        // Never echo the URL: it may hold a password.
+        let store = PostgresStore::connect(PostgresOptions::new(url), Arc::clone(clock))
+            .await
+            .map_err(|e| ServerError::new(format!("cannot open the PostgreSQL database: {e}")))?;
+        let ledger = PostgresLedger::connect(PgLedgerOptions::new(url))
+            .await
+            .map_err(|e| ServerError::new(format!("cannot open the PostgreSQL database: {e}")))?;
+        return Ok((Arc::new(store), Arc::new(ledger)));
+    }
+    let db_path = match config.database_url.as_deref() {
+        None => config.data_dir.join("mandate.db"),
+        Some(url) => match url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            Some(path) => PathBuf::from(path),
+            None => {
+                return Err(ServerError::new(
+                    "unsupported `database_url`: use `sqlite:PATH` or `postgres://…`",
+                ));
+            }
+        },
+    };
+    let store = SqliteStore::open(SqliteOptions::new(&db_path), Arc::clone(clock))
+        .map_err(|e| ServerError::new(format!("cannot open `{}`: {e}", db_path.display())))?;
+    let ledger = SqliteLedger::open(LedgerOptions::new(&db_path))
+        .map_err(|e| ServerError::new(format!("cannot open `{}`: {e}", db_path.display())))?;
+    Ok((Arc::new(store), Arc::new(ledger)))
 }
 
 fn create_private_dir(dir: &std::path::Path) -> Result<(), ServerError> {

@@ -7,7 +7,7 @@ use mandate_core::id::TenantId;
 use mandate_core::identity::TrustDomain;
 use mandate_core::receipt::Event;
 use mandate_core::scope::ScopeLimits;
-use mandate_store::{Applied, Mutation, Store};
+use mandate_store::{Applied, Mutation, Store, StoreError};
 
 use crate::error::{ApiError, ProblemKind};
 use crate::keys::KeyRing;
@@ -104,27 +104,51 @@ impl Default for Policy {
     }
 }
 
-/// Hands out Token Status List indexes: strictly increasing, never reused. Starts above the
-/// highest index recorded; an index handed out to a token whose issuance then failed is simply
-/// skipped.
-#[derive(Debug)]
-pub struct StatusIndexes(std::sync::atomic::AtomicU64);
+/// Hands out Token Status List indexes: never reused, by this process or any replica sharing
+/// the store. Takes blocks of [`StatusIndexes::BLOCK`] from the store's persistent counter and
+/// hands them out in order; an index handed out to a token whose issuance then failed, or left
+/// in a block when the process stops, is simply skipped.
+pub struct StatusIndexes {
+    store: Arc<dyn Store>,
+    block: u64,
+    current: tokio::sync::Mutex<std::ops::Range<u64>>,
+}
+
+impl std::fmt::Debug for StatusIndexes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusIndexes")
+            .field("block", &self.block)
+            .finish_non_exhaustive()
+    }
+}
 
 impl StatusIndexes {
-    /// Continues after `highest` (the largest recorded index), or from 0.
-    pub fn after(highest: Option<u64>) -> Self {
-        Self(std::sync::atomic::AtomicU64::new(
-            highest.map_or(0, |h| h + 1),
-        ))
+    /// Indexes reserved from the store at a time.
+    pub const BLOCK: u64 = 256;
+
+    /// An allocator over `store`'s counter, reserving `block` indexes at a time.
+    pub fn new(store: Arc<dyn Store>, block: u64) -> Self {
+        Self {
+            store,
+            block: block.max(1),
+            current: tokio::sync::Mutex::new(0..0),
+        }
     }
 
-    /// The next index.
-    pub fn next(&self) -> u64 {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    /// The next index (reserving a new block from the store when the current one is used up).
+    pub async fn next(&self) -> Result<u64, StoreError> {
+        let mut current = self.current.lock().await;
+        if current.is_empty() {
+            *current = self.store.reserve_status_indexes(self.block).await?;
+        }
+        current
+            .next()
+            .ok_or_else(|| StoreError::Unavailable("no status index was reserved".into()))
     }
 
-    /// The next index, without taking it.
-    pub fn peek(&self) -> u64 {
-        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    /// One past the highest index recorded by any replica (0 before the first token): the
+    /// status lists below it exist.
+    pub async fn recorded_end(&self) -> Result<u64, StoreError> {
+        Ok(self.store.max_status_idx().await?.map_or(0, |h| h + 1))
     }
 }

@@ -10,14 +10,14 @@
 
 use std::sync::Arc;
 
-use mandate_core::id::{AgentId, ApiKeyId, HumanId, TenantId};
+use mandate_core::id::{AgentId, ApiKeyId, DelegationId, HumanId, TenantId};
 use mandate_core::jwk::private_jwk_from_seed;
 use mandate_core::receipt::{Actor, ChainVerifier, Event, EventKind, Outcome};
 
 use crate::{
-    Agent, AgentFilter, AgentStatus, AgentTransition, AppliedValue, Human, HumanStatus, JtiUse,
-    KeyRecord, LedgerError, LedgerStore, Mutation, NewApiKey, Page, Role, Store, StoreError,
-    StoredCheckpoint, Tenant,
+    Agent, AgentFilter, AgentStatus, AgentTransition, AppliedValue, Delegation, DelegationStatus,
+    Delegator, Human, HumanStatus, JtiUse, KeyRecord, LedgerError, LedgerStore, Mutation,
+    NewApiKey, Page, Role, Store, StoreError, StoredCheckpoint, Tenant, TokenRecord, TokenStatus,
 };
 
 /// Runs every check against stores made by `fresh`.
@@ -35,6 +35,7 @@ where
     a_failing_job_rolls_back_only_itself(fresh().await).await;
     status_indexes_are_reserved_once(fresh().await).await;
     subscribers_see_each_receipt_once_in_order(fresh().await).await;
+    issuance_is_checked_at_commit_and_revocation_cascades(fresh().await).await;
 }
 
 /// Runs every ledger check against `(store, ledger)` pairs over one fresh database made by
@@ -462,7 +463,7 @@ async fn status_indexes_are_reserved_once(store: Arc<dyn Store>) {
     assert_eq!(all.len(), n, "no index handed out twice");
     assert_eq!(n, 675);
     let next = store.reserve_status_indexes(1).await.expect("reserve");
-    assert!(next.start >= all.last().copied().unwrap_or(0) + 1);
+    assert!(next.start > all.last().copied().unwrap_or(0));
 }
 
 async fn subscribers_see_each_receipt_once_in_order(store: Arc<dyn Store>) {
@@ -618,4 +619,171 @@ async fn checkpoints_only_when_the_tree_agrees(
         beyond,
         Err(LedgerError::Merkle(MerkleError::BeyondTree { .. }))
     ));
+}
+
+fn delegation(
+    tenant: &Tenant,
+    n: u8,
+    parent: Option<&Delegation>,
+    delegator: Delegator,
+) -> Delegation {
+    let id = DelegationId::from_parts(4_000 + i64::from(n), rnd(n));
+    Delegation {
+        root: parent.map_or_else(|| id.clone(), |p| p.root.clone()),
+        depth: parent.map_or(1, |p| p.depth + 1),
+        id,
+        tenant: tenant.id.clone(),
+        parent: parent.map(|p| p.id.clone()),
+        delegator,
+        delegate: AgentId::from_parts(2_000 + i64::from(n), rnd(n)),
+        scope: serde_json::json!([{"type": "mandate", "actions": ["read"]}]),
+        prohibitions: serde_json::json!([]),
+        purpose: "p".into(),
+        task: None,
+        max_depth: 3,
+        expires_at: 1_000_000,
+        created_at: 4_000,
+        status: DelegationStatus::Active,
+        revoked_at: None,
+        digest: "00".repeat(32),
+        human_signature: None,
+    }
+}
+
+fn token(d: &Delegation, n: u8, idx: u64) -> TokenRecord {
+    TokenRecord {
+        jti: format!("tok-{n}"),
+        tenant: d.tenant.clone(),
+        delegation: d.id.clone(),
+        agent: d.delegate.clone(),
+        jkt: format!("jkt-{n}"),
+        issued_at: 5_000,
+        expires_at: 600_000,
+        status: TokenStatus::Active,
+        status_idx: Some(idx),
+    }
+}
+
+async fn issuance_is_checked_at_commit_and_revocation_cascades(store: Arc<dyn Store>) {
+    let (tenant, owner, _) = seed_tenant(store.as_ref(), 9, "tokens").await;
+    let ev = || event(EventKind::Record, "x".into());
+    for (n, name) in [(1u8, "a1"), (2, "a2")] {
+        store
+            .commit(
+                Mutation::CreateAgent(agent(&tenant, &owner, n, name)),
+                vec![(tenant.id.clone(), ev())],
+            )
+            .await
+            .expect("agent");
+    }
+    let mandate = delegation(&tenant, 1, None, Delegator::Human(owner.id.clone()));
+    store
+        .commit(
+            Mutation::CreateDelegation(mandate.clone()),
+            vec![(tenant.id.clone(), ev())],
+        )
+        .await
+        .expect("mandate");
+    let sub = delegation(
+        &tenant,
+        2,
+        Some(&mandate),
+        Delegator::Agent(mandate.delegate.clone()),
+    );
+    // A sub-delegation and its token, with single-use ids, atomically.
+    store
+        .commit(
+            Mutation::Delegate {
+                delegation: sub.clone(),
+                jtis: vec![jti("assertion", "d1")],
+                issue: token(&sub, 2, 7),
+                now: 5_000,
+            },
+            vec![(tenant.id.clone(), ev())],
+        )
+        .await
+        .expect("delegate");
+    // A token under the mandate, marking the agent as seen.
+    store
+        .commit(
+            Mutation::TokenRequest {
+                jtis: vec![jti("dpop", "t1")],
+                issue: Some(token(&mandate, 1, 3)),
+                now: 5_000,
+                seen: Some((tenant.id.clone(), mandate.delegate.clone())),
+            },
+            vec![(tenant.id.clone(), ev())],
+        )
+        .await
+        .expect("token");
+    let seen = store
+        .agent(&tenant.id, &mandate.delegate)
+        .await
+        .expect("read")
+        .expect("agent");
+    assert_eq!(seen.last_seen_at, Some(5_000));
+    let view = store.token("tok-2").await.expect("read").expect("token");
+    assert_eq!(view.chain, vec![mandate.clone(), sub.clone()]);
+    assert_eq!(view.token, token(&sub, 2, 7));
+    assert_eq!(store.max_status_idx().await.expect("max"), Some(7));
+    let listed = store.tokens_in_status_range(0, 8).await.expect("range");
+    assert_eq!(
+        listed
+            .iter()
+            .map(|v| v.token.status_idx)
+            .collect::<Vec<_>>(),
+        vec![Some(3), Some(7)]
+    );
+    let tree = store
+        .delegation_tree(&tenant.id, &mandate.id)
+        .await
+        .expect("tree")
+        .expect("exists");
+    assert_eq!(tree.children.len(), 1);
+    // Revoking the mandate revokes the subtree and every token under it.
+    let applied = store
+        .commit(
+            Mutation::RevokeDelegation {
+                tenant: tenant.id.clone(),
+                id: mandate.id.clone(),
+                at: 6_000,
+            },
+            vec![(tenant.id.clone(), ev())],
+        )
+        .await
+        .expect("revoke");
+    assert!(
+        matches!(applied.value, AppliedValue::Count(2)),
+        "{:?}",
+        applied.value
+    );
+    for jti in ["tok-1", "tok-2"] {
+        let v = store.token(jti).await.expect("read").expect("token");
+        assert_eq!(v.token.status, TokenStatus::Revoked, "{jti}");
+    }
+    let d = store
+        .delegation(&tenant.id, &sub.id)
+        .await
+        .expect("read")
+        .expect("sub");
+    assert_eq!(
+        (d.status, d.revoked_at),
+        (DelegationStatus::Revoked, Some(6_000))
+    );
+    // Issuance re-checks the chain at commit time.
+    let err = store
+        .commit(
+            Mutation::TokenRequest {
+                jtis: vec![],
+                issue: Some(token(&sub, 3, 9)),
+                now: 7_000,
+                seen: None,
+            },
+            vec![(tenant.id.clone(), ev())],
+        )
+        .await
+        .expect_err("revoked chain");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert!(store.token("tok-3").await.expect("read").is_none());
+    assert_eq!(verify_chain(store.as_ref(), &tenant.id).await, 7);
 }

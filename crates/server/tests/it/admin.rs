@@ -245,10 +245,7 @@ async fn a_failing_ledger_refuses_with_503_and_changes_nothing() {
     let s = harness::start().await;
     let (owner, _) = s.human(ADMIN_KEY, "erin", "admin").await;
     let before = s.receipts(ADMIN_KEY).await.len();
-    let db = rusqlite_open(&s.dir.path().join("data/mandate.db"));
-    db(
-        "CREATE TRIGGER no_ledger BEFORE INSERT ON receipts BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
-    );
+    s.db.break_ledger(true).await;
     let r = s
         .post(
             "/v1/agents",
@@ -263,7 +260,7 @@ async fn a_failing_ledger_refuses_with_503_and_changes_nothing() {
         !r.body.to_string().contains("disk full"),
         "no internal detail leaks"
     );
-    db("DROP TRIGGER no_ledger;");
+    s.db.break_ledger(false).await;
     let agents = s.get("/v1/agents", ADMIN_KEY).await;
     assert_eq!(
         agents.body["items"].as_array().unwrap().len(),
@@ -273,19 +270,4 @@ async fn a_failing_ledger_refuses_with_503_and_changes_nothing() {
     assert_eq!(s.receipts(ADMIN_KEY).await.len(), before);
     // Positive control: the same request now succeeds.
     s.agent(ADMIN_KEY, &owner, "ghost").await;
-}
-
-/// Runs SQL against the server's database from outside the server (a fault injector).
-fn rusqlite_open(path: &std::path::Path) -> impl Fn(&str) + use<> {
-    let path = path.to_owned();
-    move |sql: &str| {
-        let status = std::process::Command::new("python3")
-            .arg("-c")
-            .arg("import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.executescript(sys.argv[2]); c.commit()")
-            .arg(&path)
-            .arg(sql)
-            .status()
-            .expect("python3");
-        assert!(status.success());
-    }
 }

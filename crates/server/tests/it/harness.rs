@@ -1,6 +1,14 @@
 //! Starts a server with a temporary data directory and a preset bootstrap key.
+//!
+//! With `MANDATE_TEST_DATABASE_URL=postgres://…` every server gets a fresh PostgreSQL schema of
+//! its own on that server (dropped with the [`Server`]), so the whole suite runs on the
+//! PostgreSQL engine; otherwise each server has its own SQLite file.
+
+use std::sync::Arc;
 
 use mandate_server::{RunningServer, ServerConfig};
+use mandate_store::postgres::scratch::ScratchSchema;
+use mandate_store::{LedgerStore, Store};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -11,14 +19,146 @@ pub struct Server {
     pub running: RunningServer,
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
+    /// The server's database (declared last: dropped after the server's handle).
+    pub db: Db,
+}
+
+/// Where a test server keeps its data.
+pub enum Db {
+    /// A SQLite file.
+    Sqlite(std::path::PathBuf),
+    /// A schema of its own on a PostgreSQL server.
+    Postgres(ScratchSchema),
+}
+
+impl Db {
+    /// A fresh database: a schema on the server of `MANDATE_TEST_DATABASE_URL` if that is a
+    /// PostgreSQL URL, else a SQLite file in `dir`.
+    pub async fn fresh(dir: &std::path::Path) -> Self {
+        match std::env::var("MANDATE_TEST_DATABASE_URL") {
+            Ok(url) if mandate_store::postgres::is_postgres_url(&url) => Db::Postgres(
+                ScratchSchema::create(&url)
+                    .await
+                    .expect("MANDATE_TEST_DATABASE_URL: PostgreSQL schema"),
+            ),
+            _ => Db::Sqlite(dir.join("mandate.db")),
+        }
+    }
+
+    /// The `database_url` a server is configured with.
+    pub fn url(&self) -> String {
+        match self {
+            Db::Sqlite(path) => format!("sqlite:{}", path.display()),
+            Db::Postgres(schema) => schema.url().to_owned(),
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Db::Postgres(_))
+    }
+
+    /// Another engine over the same database (a second replica, or a look from outside).
+    pub async fn open_store(&self) -> Arc<dyn Store> {
+        let clock = Arc::new(mandate_store::SystemClock);
+        match self {
+            Db::Sqlite(path) => Arc::new(
+                mandate_store::sqlite::SqliteStore::open(
+                    mandate_store::sqlite::SqliteOptions::new(path),
+                    clock,
+                )
+                .expect("open sqlite store"),
+            ),
+            Db::Postgres(schema) => Arc::new(
+                mandate_store::postgres::PostgresStore::connect(
+                    mandate_store::postgres::PostgresOptions::new(schema.url()),
+                    clock,
+                )
+                .await
+                .expect("connect postgres store"),
+            ),
+        }
+    }
+
+    /// The ledger side of the same database.
+    pub async fn open_ledger(&self) -> Arc<dyn LedgerStore> {
+        match self {
+            Db::Sqlite(path) => Arc::new(
+                mandate_store::sqlite::ledger::SqliteLedger::open(
+                    mandate_store::sqlite::ledger::LedgerOptions::new(path),
+                )
+                .expect("open sqlite ledger"),
+            ),
+            Db::Postgres(schema) => Arc::new(
+                mandate_store::postgres::ledger::PostgresLedger::connect(
+                    mandate_store::postgres::ledger::LedgerOptions::new(schema.url()),
+                )
+                .await
+                .expect("connect postgres ledger"),
+            ),
+        }
+    }
+
+    /// The contents of a PostgreSQL database as text, for secret scans (a SQLite database is
+    /// its files in the data directory).
+    pub async fn dump(&self) -> Vec<(String, Vec<u8>)> {
+        match self {
+            Db::Sqlite(_) => Vec::new(),
+            Db::Postgres(schema) => vec![(
+                format!("PostgreSQL schema {}", schema.name()),
+                schema.dump().await.expect("dump").into_bytes(),
+            )],
+        }
+    }
+
+    /// A fault injected from outside the server: the receipts table refuses every insert
+    /// (`on`), or accepts them again.
+    pub async fn break_ledger(&self, on: bool) {
+        match self {
+            Db::Sqlite(path) => sqlite_exec(
+                path,
+                if on {
+                    "CREATE TRIGGER no_ledger BEFORE INSERT ON receipts BEGIN SELECT RAISE(ABORT, 'disk full'); END;"
+                } else {
+                    "DROP TRIGGER no_ledger;"
+                },
+            ),
+            Db::Postgres(schema) => schema
+                .execute(if on {
+                    "CREATE OR REPLACE FUNCTION no_ledger() RETURNS trigger LANGUAGE plpgsql AS \
+                     $$ BEGIN RAISE EXCEPTION 'disk full'; END $$; \
+                     CREATE TRIGGER no_ledger BEFORE INSERT ON receipts \
+                     FOR EACH ROW EXECUTE FUNCTION no_ledger();"
+                } else {
+                    "DROP TRIGGER no_ledger ON receipts;"
+                })
+                .await
+                .expect("fault injection"),
+        }
+    }
+}
+
+/// Runs SQL against a SQLite file from another process (python3's sqlite3).
+fn sqlite_exec(path: &std::path::Path, sql: &str) {
+    let status = std::process::Command::new("python3")
+        .arg("-c")
+        .arg("import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.executescript(sys.argv[2]); c.commit()")
+        .arg(path)
+        .arg(sql)
+        .status()
+        .expect("python3");
+    assert!(status.success());
 }
 
 pub async fn start() -> Server {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::fresh(&dir.path().join("data")).await;
     let mut config = ServerConfig::new(dir.path().join("data"));
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.bootstrap_key = Some(ADMIN_KEY.into());
+    if db.is_postgres() {
+        config.database_url = Some(db.url());
+    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -31,6 +171,7 @@ pub async fn start() -> Server {
         running,
         dir,
         http: reqwest::Client::new(),
+        db,
     }
 }
 

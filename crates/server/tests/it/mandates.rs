@@ -223,20 +223,7 @@ async fn a_human_with_a_key_must_sign_and_each_signature_works_once() {
 #[tokio::test]
 async fn a_token_request_fails_closed_when_the_ledger_cannot_record() {
     let w = crate::tokens::world().await;
-    let db = w.s.dir.path().join("data/mandate.db");
-    let sql = |q: &str| {
-        let ok = std::process::Command::new("python3")
-            .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.executescript(sys.argv[2]); c.commit()"])
-            .arg(&db)
-            .arg(q)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    };
-    sql(
-        "CREATE TRIGGER no_ledger BEFORE INSERT ON receipts BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
-    );
+    w.s.db.break_ledger(true).await;
     let (status, headers, body) = w.redeem(&Dpop::new(60)).await;
     assert_eq!(
         (status, body["error"].as_str()),
@@ -245,7 +232,7 @@ async fn a_token_request_fails_closed_when_the_ledger_cannot_record() {
     );
     assert_eq!(headers["retry-after"], "1");
     assert!(body.get("access_token").is_none());
-    sql("DROP TRIGGER no_ledger;");
+    w.s.db.break_ledger(false).await;
     let (status, _, body) = w.redeem(&Dpop::new(61)).await;
     assert_eq!(status, 200, "positive control: {body:?}");
     assert_eq!(

@@ -10,8 +10,6 @@ use std::process::Command;
 use mandate_core::checkpoint::{NoteVerifier, verify};
 use mandate_core::merkle::{Hash, MemoryTree, leaf_hash, verify_consistency, verify_inclusion};
 use mandate_core::receipt::ReceiptHash;
-use mandate_store::LedgerStore;
-use mandate_store::sqlite::ledger::{LedgerOptions, SqliteLedger};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -276,10 +274,9 @@ async fn stopping_leaves_the_whole_log_integrated_and_signed() {
     let n = items(&s, ADMIN_KEY).await.len() as u64;
     let me = s.get("/v1/me", ADMIN_KEY).await.body;
     let tenant = mandate_core::id::TenantId::parse(me["tenant"]["id"].as_str().unwrap()).unwrap();
-    let Server { running, dir, .. } = s;
+    let Server { running, db, .. } = s;
     running.stop().await;
-    let ledger =
-        SqliteLedger::open(LedgerOptions::new(dir.path().join("data/mandate.db"))).unwrap();
+    let ledger = db.open_ledger().await;
     assert_eq!(ledger.tree_head(&tenant).await.unwrap().size, n);
     let cp = ledger.checkpoint(&tenant, None).await.unwrap().unwrap();
     assert_eq!(cp.size, n, "signed by the background task at shutdown");
@@ -494,9 +491,12 @@ async fn no_token_assertion_proof_or_private_key_reaches_the_database() {
 
     let served = items(&w.s, ADMIN_KEY).await;
     let served = serde_json::to_vec(&served).unwrap();
-    let Server { running, dir, .. } = w.s;
+    let Server {
+        running, dir, db, ..
+    } = w.s;
     running.stop().await;
     let mut haystacks = vec![("GET /v1/receipts".to_owned(), served)];
+    haystacks.extend(db.dump().await);
     for entry in std::fs::read_dir(dir.path().join("data")).unwrap() {
         let path = entry.unwrap().path();
         if path.file_name().is_some_and(|n| n == "signing-keys.json") {

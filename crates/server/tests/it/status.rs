@@ -140,21 +140,13 @@ async fn indexes_are_never_reused_across_restarts() {
     let first = claims(body["access_token"].as_str().unwrap())["status"]["status_list"]["idx"]
         .as_u64()
         .unwrap();
-    // A fresh allocator over the same store continues above the highest recorded index.
-    let highest = {
-        let db = w.s.dir.path().join("data/mandate.db");
-        let out = std::process::Command::new("python3")
-            .args(["-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select max(status_idx) from tokens').fetchone()[0])"])
-            .arg(&db)
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .trim()
-            .parse::<u64>()
-            .unwrap()
-    };
-    assert_eq!(highest, first);
-    let next = mandate_server::state::StatusIndexes::after(Some(highest)).next();
+    // A fresh allocator over the same store (a restart, or another replica) continues above
+    // every index handed out.
+    let store = w.s.db.open_store().await;
+    assert_eq!(store.max_status_idx().await.unwrap(), Some(first));
+    let next = mandate_server::state::StatusIndexes::new(store, 16)
+        .next()
+        .await
+        .unwrap();
     assert!(next > first);
 }

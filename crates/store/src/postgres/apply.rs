@@ -105,8 +105,8 @@ pub(crate) fn apply(c: &Conn, mutation: Mutation) -> Boxed<'_, AppliedValue> {
                 if let Some((tenant, agent)) = seen {
                     // Last-seen has minute precision: most requests change nothing.
                     c.execute(
-                        "UPDATE agents SET last_seen_at = $3 WHERE tenant = $1 AND id = $2 \
-                         AND (last_seen_at IS NULL OR last_seen_at < $3 - 60000)",
+                        "UPDATE agents SET last_seen_at = $3::BIGINT WHERE tenant = $1 AND id = $2 \
+                         AND (last_seen_at IS NULL OR last_seen_at < $3::BIGINT - 60000)",
                         &[&tenant.as_str(), &agent.as_str(), &now],
                     )
                     .await

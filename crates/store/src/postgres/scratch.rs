@@ -67,6 +67,36 @@ impl ScratchSchema {
             .map_err(|e| StoreError::Unavailable(format!("statement failed: {e}")))
     }
 
+    /// Every row of every table of this schema, as text (`bytea` as hex): what an attacker
+    /// with a copy of the database would read.
+    pub async fn dump(&self) -> Result<String, StoreError> {
+        let client = connect(&self.url).await?;
+        let fail = |e: tokio_postgres::Error| StoreError::Unavailable(format!("dump failed: {e}"));
+        let tables = client
+            .query(
+                "SELECT tablename::TEXT FROM pg_tables WHERE schemaname = current_schema() \
+                 ORDER BY tablename",
+                &[],
+            )
+            .await
+            .map_err(fail)?;
+        let mut out = String::new();
+        for t in tables {
+            let table: String = t.try_get(0).map_err(fail)?;
+            out.push_str(&format!("-- {table}\n"));
+            let rows = client
+                .query(&format!("SELECT t::TEXT FROM \"{table}\" t"), &[])
+                .await
+                .map_err(fail)?;
+            for r in rows {
+                let line: String = r.try_get(0).map_err(fail)?;
+                out.push_str(&line);
+                out.push('\n');
+            }
+        }
+        Ok(out)
+    }
+
     /// Drops the schema and everything in it.
     pub async fn drop_now(mut self) {
         self.dropped = true;

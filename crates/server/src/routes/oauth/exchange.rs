@@ -254,7 +254,9 @@ pub(super) async fn sub_delegate(
         claims: token_claims,
         record,
         human,
-    } = mint(state, &sub, &chain, &scope, aud.clone(), jkt, now).map_err(&with_parent)?;
+    } = mint(state, &sub, &chain, &scope, aud.clone(), jkt, now)
+        .await
+        .map_err(&with_parent)?;
     let jti = token_claims.jti.clone();
     let mut jtis = auth.jtis.clone();
     // Consents carry `delegator` and client assertions must not, so the two sets are disjoint

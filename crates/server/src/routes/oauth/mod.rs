@@ -312,7 +312,8 @@ async fn token_inner(
         aud.clone(),
         proof.jkt().to_owned(),
         now,
-    )?;
+    )
+    .await?;
     let jti = claims.jti.clone();
     let event = agent_event(
         &agent,
@@ -734,7 +735,7 @@ struct Minted {
 
 /// RFC 9068 §2.2 and DESIGN §4: signs an access token for `agent` under the last delegation of
 /// `chain`, bound to `jkt`, living the token lifetime but never past the delegation.
-fn mint(
+async fn mint(
     state: &AppState,
     agent: &Agent,
     chain: &[Delegation],
@@ -757,7 +758,7 @@ fn mint(
         &random::<16>()
             .map_err(|_| TokenError::new(Code::TemporarilyUnavailable, "no randomness"))?,
     );
-    let status_idx = state.status_indexes.next();
+    let status_idx = state.status_indexes.next().await?;
     let claims = AccessTokenClaims {
         iss: state.issuer.to_string(),
         sub: human.clone(),

@@ -55,7 +55,7 @@ pub async fn status_list(
         let lo = n
             .checked_mul(STATUS_LIST_SIZE)
             .ok_or_else(|| TokenError::new(Code::InvalidRequest, "unknown status list"))?;
-        if lo >= state.status_indexes.peek() {
+        if lo >= state.status_indexes.recorded_end().await? {
             return Ok(crate::error::ApiError::not_found("status list").into_response());
         }
         let mut list = mandate_core::status_list::StatusList::new(2, STATUS_LIST_SIZE as usize)
