@@ -481,7 +481,7 @@ impl Ctx<'_> {
             action: Some(mapped.action.clone()),
             resource: Some(mapped.resource.clone()),
             method: subject.method.to_owned(),
-            target: Some(subject.target.clone()).filter(|t| !t.is_empty()),
+            target: record_target(&subject.target),
             request_hash: request_hash.clone(),
             at: self.gate.clock.now_ms(),
         };
@@ -562,6 +562,14 @@ impl Ctx<'_> {
 
     /// Denies a request that maps to no route or tool; the denial is recorded.
     async fn deny_unmapped(&self, method: &str, target: &str, protocol: &Protocol) -> Response {
+        // The ledger keeps method names of 1 to 32 letters, digits, `/`, `_` and `-`; anything
+        // else a client invented is recorded as `other`.
+        let plain = |c: char| c.is_ascii_alphanumeric() || "/_-".contains(c);
+        let method = if !method.is_empty() && method.len() <= 32 && method.chars().all(plain) {
+            method
+        } else {
+            "other"
+        };
         let subject = Subject {
             method,
             target: target.to_owned(),
@@ -578,7 +586,7 @@ impl Ctx<'_> {
             action: None,
             resource: None,
             method: method.to_owned(),
-            target: Some(target.to_owned()).filter(|t| !t.is_empty()),
+            target: record_target(target),
             request_hash,
             at: self.gate.clock.now_ms(),
         };
@@ -779,6 +787,12 @@ fn is_json(headers: &HeaderMap) -> bool {
 fn sha256(bytes: &[u8]) -> [u8; 32] {
     use sha2::Digest as _;
     sha2::Sha256::digest(bytes).into()
+}
+
+/// The target as recorded: at most 2048 characters (the ledger's bound), `None` when empty.
+/// The request hash binds the full target.
+fn record_target(target: &str) -> Option<String> {
+    (!target.is_empty()).then(|| target.chars().take(2048).collect())
 }
 
 /// A short human-readable summary of the request for the approver.
