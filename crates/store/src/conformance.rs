@@ -1104,7 +1104,7 @@ async fn denials_are_counted_per_agent_and_used_ids_are_reported(store: Arc<dyn 
     let later = store
         .agent_denials(
             &tenant.id,
-            &[agent.id.clone()],
+            std::slice::from_ref(&agent.id),
             1_700_000_000_000 + 3_600_000,
         )
         .await
