@@ -145,6 +145,7 @@ use crate::spool::Spool;
 /// A running gate.
 pub struct RunningGate {
     addr: SocketAddr,
+    spool: Spool,
     public_url: String,
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
@@ -155,6 +156,12 @@ impl RunningGate {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// How many fsyncs the decision spool has made: with concurrent requests, many records
+    /// share one (group commit).
+    pub fn spool_syncs(&self) -> u64 {
+        self.spool.syncs()
     }
 
     /// The public base URL (no trailing `/`).
@@ -237,6 +244,7 @@ pub async fn start(config: GateConfig) -> Result<RunningGate, GateError> {
     ));
     let (stop, stopped) = watch::channel(false);
     let shipper = spool.ship(authority.clone(), stopped.clone());
+    let spool_handle = spool.clone();
     let gate = Arc::new(Gate {
         routes,
         verifier,
@@ -264,6 +272,7 @@ pub async fn start(config: GateConfig) -> Result<RunningGate, GateError> {
     });
     Ok(RunningGate {
         addr,
+        spool: spool_handle,
         public_url,
         stop,
         server,

@@ -143,6 +143,11 @@ impl Spool {
         })
     }
 
+    /// How many fsyncs made records durable so far.
+    pub(crate) fn syncs(&self) -> u64 {
+        self.syncs.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Appends `record` and waits until it is durable.
     pub(crate) async fn append(&self, record: &DecisionRecord) -> Result<(), SpoolError> {
         let mut line =
@@ -585,7 +590,7 @@ mod tests {
             t.await.unwrap().unwrap();
         }
         // Group commit: concurrent records share fsyncs.
-        let syncs = spool.syncs.load(std::sync::atomic::Ordering::Relaxed);
+        let syncs = spool.syncs();
         eprintln!("200 concurrent records made durable by {syncs} fsyncs");
         assert!(syncs < 200, "{syncs} fsyncs for 200 records");
         let durable = *spool.durable.borrow();

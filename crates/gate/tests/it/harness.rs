@@ -403,6 +403,14 @@ resource = "customers/{{arguments.customer_id}}"
         self.gate = Some(gate);
     }
 
+    /// Restarts the gate with `extra` appended to its configuration.
+    pub async fn restart_gate_with(&mut self, extra: &str) {
+        self.stop_gate().await;
+        let text = format!("{}\n{extra}\n", self.config_text());
+        let config = GateConfig::from_toml(&text, self.dir.path()).unwrap();
+        self.gate = Some(mandate_gate::start(config).await.unwrap());
+    }
+
     pub async fn stop_gate(&mut self) {
         if let Some(g) = self.gate.take() {
             g.stop().await;
