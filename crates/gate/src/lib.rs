@@ -83,9 +83,16 @@
 //! - HTTP routes: denials are RFC 6750 errors (`401 invalid_token` / `invalid_dpop_proof`,
 //!   `403 insufficient_scope` with a JSON body that has `reason`, `receipt` and, for approvals,
 //!   `approval_id`). Requests that map to no route are denied (403), never forwarded.
-//! - MCP endpoints: see [`mcp`](crate) decisions in the module docs of `mcp.rs` and the response
-//!   table in `error.rs`: authorization denials are JSON-RPC errors `-32003` whose `data`
-//!   holds `error`, `reason`, `receipt` and `approval_id`.
+//! - MCP endpoints (Streamable HTTP, one JSON-RPC message per POST): `initialize`, `ping`,
+//!   `notifications/*`, `tools/list` and JSON-RPC responses pass for any authenticated caller;
+//!   `tools/call` is decided per tool; every other method is denied. Batches are refused.
+//!   `Mcp-Method` / `Mcp-Name` headers, when present, must agree with the body (400, JSON-RPC
+//!   `-32001`). `tools/list` answers (JSON or SSE) list only the mapped tools whose action the
+//!   caller's scope grants on every resource the tool can name. Authorization denials are
+//!   JSON-RPC errors `-32003` in a 200 response, whose `data` holds `error`
+//!   (`insufficient_scope`), `reason`, `receipt` and `approval_id`; unmappable arguments are
+//!   `-32602`. GET (server stream) and DELETE (session end) pass for authenticated callers.
+//!   SSE answers stream through.
 //!
 //! # Decision records
 //!

@@ -674,25 +674,31 @@ impl Ctx<'_> {
             headers.insert(HeaderName::from_static(name), value);
         }
         let body = match payload {
-            Payload::Buffered(b) => reqwest::Body::from(b),
+            // No body at all (a GET, most DELETEs): none is sent, so no framing is invented.
+            Payload::Buffered(b) if b.is_empty() && self.parts.method != Method::POST => None,
+            Payload::Streamed(b) if http_body::Body::is_end_stream(&b) => None,
+            Payload::Buffered(b) => Some(reqwest::Body::from(b)),
             Payload::Streamed(b) => {
                 if let Some(len) = self.parts.headers.get(header::CONTENT_LENGTH) {
                     headers.insert(header::CONTENT_LENGTH, len.clone());
                 }
-                reqwest::Body::wrap(SyncBody(sync_wrapper::SyncWrapper::new(b)))
+                Some(reqwest::Body::wrap(SyncBody(
+                    sync_wrapper::SyncWrapper::new(b),
+                )))
             }
         };
-        self.gate
+        let mut request = self
+            .gate
             .upstream_http
             .request(self.parts.method.clone(), url)
-            .headers(headers)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "upstream request failed");
-                Refusal::BadGateway("the upstream is unavailable".into())
-            })
+            .headers(headers);
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        request.send().await.map_err(|e| {
+            tracing::warn!(error = %e, "upstream request failed");
+            Refusal::BadGateway("the upstream is unavailable".into())
+        })
     }
 
     /// Reads the whole body, at most the configured size.

@@ -51,6 +51,11 @@ async fn an_allowed_call_carries_identity_headers_and_never_the_token() {
         "headers named by Connection are hop-by-hop"
     );
     assert_eq!(h("x-custom").unwrap(), "kept");
+    assert_eq!(
+        h("transfer-encoding"),
+        None,
+        "a request without a body is sent without one"
+    );
     // The decision is durable in the spool before the upstream saw the request.
     let records = spooled(&w.spool_dir());
     let record = records
