@@ -84,7 +84,9 @@ pub(crate) async fn serve(config: &Path) -> Result<Outcome> {
 /// The admin subcommands (`add`, `list`, `show`).
 pub(crate) async fn run(api: &ApiClient, out: &Output, args: GateArgs) -> Result<Outcome> {
     let Some(cmd) = args.command else {
-        bail!("use `mandate gate --config gate.toml` to run a gate, or `mandate gate add|list|show`");
+        bail!(
+            "use `mandate gate --config gate.toml` to run a gate, or `mandate gate add|list|show`"
+        );
     };
     match cmd {
         GateCommand::Add {
