@@ -104,7 +104,16 @@ impl Conn {
 
     /// `COMMIT`; the session is clean again only if it succeeded.
     pub(crate) async fn commit(&self) -> Result<(), tokio_postgres::Error> {
-        self.client.batch_execute("COMMIT").await?;
+        self.commit_after("").await
+    }
+
+    /// `before` (statements without parameters, may be empty) then `COMMIT`, in one round trip.
+    /// If a statement of `before` fails, the rest is skipped and the transaction stays open
+    /// (aborted) for the caller to roll back.
+    pub(crate) async fn commit_after(&self, before: &str) -> Result<(), tokio_postgres::Error> {
+        self.client
+            .batch_execute(&format!("{before}COMMIT"))
+            .await?;
         self.in_tx.store(false, Ordering::SeqCst);
         Ok(())
     }
