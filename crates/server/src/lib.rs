@@ -236,7 +236,12 @@ async fn open(
         }),
         limits: Arc::new(ScopeLimits::default()),
     };
-    let generated = bootstrap(&state, config.bootstrap_key.as_deref()).await?;
+    let generated = match bootstrap(&state, config.bootstrap_key.as_deref()).await {
+        Ok(generated) => generated,
+        // Replicas started at once on an empty database: another one bootstrapped first.
+        Err(_) if !state.store.is_empty().await.unwrap_or(true) => None,
+        Err(e) => return Err(e),
+    };
     let ledger = checkpoints::Ledger::new(
         ledger_store,
         Arc::clone(&state.keys),

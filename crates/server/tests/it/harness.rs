@@ -17,10 +17,10 @@ pub const ADMIN_KEY: &str = "mnd_test_bootstrap_key_0123456789abcdef";
 pub struct Server {
     pub clock: std::sync::Arc<mandate_core::clock::FixedClock>,
     pub running: RunningServer,
-    pub dir: tempfile::TempDir,
+    pub dir: Arc<tempfile::TempDir>,
     pub http: reqwest::Client,
     /// The server's database (declared last: dropped after the server's handle).
-    pub db: Db,
+    pub db: Arc<Db>,
 }
 
 /// Where a test server keeps its data.
@@ -151,19 +151,54 @@ fn sqlite_exec(path: &std::path::Path, sql: &str) {
 
 pub async fn start() -> Server {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = Db::fresh(&dir.path().join("data")).await;
-    let mut config = ServerConfig::new(dir.path().join("data"));
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.bootstrap_key = Some(ADMIN_KEY.into());
-    if db.is_postgres() {
-        config.database_url = Some(db.url());
-    }
+    let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+    let db = Arc::new(Db::fresh(&dir.path().join("data")).await);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
     let clock = std::sync::Arc::new(mandate_core::clock::FixedClock::new(now));
+    launch(dir, db, clock, None).await
+}
+
+/// `n` replicas started at the same moment on one fresh database (one server on SQLite, which
+/// is single-process).
+pub async fn start_replicas(n: usize) -> Vec<Server> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+    let db = Arc::new(Db::fresh(&dir.path().join("data")).await);
+    let n = if db.is_postgres() { n } else { 1 };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let clock = std::sync::Arc::new(mandate_core::clock::FixedClock::new(now));
+    // One address for all: the issuer is fixed before any of them binds.
+    let issuer = Some("http://mandate.replicas.test".to_owned());
+    let starts = (0..n).map(|_| {
+        launch(
+            Arc::clone(&dir),
+            Arc::clone(&db),
+            Arc::clone(&clock),
+            issuer.clone(),
+        )
+    });
+    futures_util::future::join_all(starts).await
+}
+
+async fn launch(
+    dir: Arc<tempfile::TempDir>,
+    db: Arc<Db>,
+    clock: Arc<mandate_core::clock::FixedClock>,
+    issuer: Option<String>,
+) -> Server {
+    let mut config = ServerConfig::new(dir.path().join("data"));
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.bootstrap_key = Some(ADMIN_KEY.into());
+    config.issuer = issuer;
+    if db.is_postgres() {
+        config.database_url = Some(db.url());
+    }
     config.clock = Some(clock.clone());
     let running = mandate_server::start(config).await.expect("start");
     Server {
@@ -172,6 +207,21 @@ pub async fn start() -> Server {
         dir,
         http: reqwest::Client::new(),
         db,
+    }
+}
+
+impl Server {
+    /// Another replica of this server: its own process state and address, the same database,
+    /// data directory (signing keys), issuer and clock — as behind a load balancer. Only the
+    /// PostgreSQL engine supports replicas.
+    pub async fn replica(&self) -> Server {
+        launch(
+            Arc::clone(&self.dir),
+            Arc::clone(&self.db),
+            Arc::clone(&self.clock),
+            Some(self.running.issuer.clone()),
+        )
+        .await
     }
 }
 

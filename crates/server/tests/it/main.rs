@@ -20,6 +20,7 @@ mod mandates;
 mod model;
 mod proofs;
 mod public;
+mod replicas;
 mod revocation;
 mod status;
 mod tokens;
