@@ -15,6 +15,32 @@
 //!    `rate`, `min_trust`) and whether an approval is required.
 //!
 //! Denials carry a [`DenyCode`] that maps to RFC 6750 / RFC 9449 errors and HTTP statuses.
+//!
+//! # How revocation is learnt
+//!
+//! The event stream names what was revoked: a token, a delegation, an agent, a human, a
+//! tenant. A token carries its `jti`, its delegation, every agent of its chain (`act`), its
+//! human and its tenant, so those are matched directly. A revocation further up the chain, or
+//! one that cascades through the registry, is learnt from the token's status list entry: every
+//! such event (and every reconnection of the stream) marks the cached status lists dirty and
+//! they are fetched again, in the background and, if a request comes first, before it is
+//! answered. A cached list is used while it is within its `ttl` and `max_staleness`, or while
+//! the event stream is connected and heard from within `max_staleness` (the authority sends a
+//! keep-alive every 15 s, so `max_staleness` should stay above that). Otherwise the list is
+//! fetched, and if that fails the request is refused with [`DenyCode::RevocationStale`].
+//! Tokens without a status list entry are accepted only while the event stream is fresh.
+//!
+//! # Constraints
+//!
+//! - `max_amount` applies to operations that carry an `amount` input (the gate's route
+//!   mapping decides which do); a `currency` input must then be the limit's currency.
+//! - `time_window` is evaluated in its IANA time zone with the tz database bundled in the
+//!   binary (daylight saving time included); an unknown zone refuses.
+//! - `rate` is a token bucket per (agent, delegation, detail): bursts of up to `max`, refilled
+//!   at `max` per `per_seconds`; in memory, per verifier.
+//! - `min_trust` asks the authority for the agent's trust score by RFC 7662 introspection as
+//!   the gate (only when such a constraint applies; reused for 10 s); no score means deny, and
+//!   an inactive token is revoked.
 
 use std::collections::HashMap;
 use std::sync::Arc;
