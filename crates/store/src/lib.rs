@@ -137,8 +137,7 @@ pub trait Store: Send + Sync + 'static {
     /// Reserves `n` Token Status List indexes: a block that no other caller — in this process or
     /// any replica sharing the database — ever gets. Indexes are never reused; those of a block
     /// left unused are gaps.
-    async fn reserve_status_indexes(&self, n: u64)
-    -> Result<std::ops::Range<u64>, StoreError>;
+    async fn reserve_status_indexes(&self, n: u64) -> Result<std::ops::Range<u64>, StoreError>;
 
     /// Tokens whose status-list index lies in `[lo, hi)`, with their chains and agents.
     async fn tokens_in_status_range(&self, lo: u64, hi: u64) -> Result<Vec<TokenView>, StoreError>;
