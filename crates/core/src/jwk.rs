@@ -54,6 +54,18 @@ const ALLOWED_MEMBERS: [&str; 7] = ["kty", "crv", "x", "kid", "use", "alg", "key
 impl PublicJwk {
     /// Parses and validates a public JWK.
     pub fn from_json(value: &Value) -> Result<Self, JwkError> {
+        Self::from_bytes(&Self::members(value)?)
+    }
+
+    /// Whether `value` is a public JWK of exactly this key: every member check of
+    /// [`PublicJwk::from_json`], then `x` compared with this key's bytes. No curve arithmetic:
+    /// this key is already known to be valid, so an equal `x` is too.
+    pub fn matches_json(&self, value: &Value) -> Result<bool, JwkError> {
+        Ok(Self::members(value)? == self.bytes())
+    }
+
+    /// The member checks of a public JWK, and the 32 bytes of `x`.
+    fn members(value: &Value) -> Result<[u8; 32], JwkError> {
         let obj = value.as_object().ok_or(JwkError::NotAnObject)?;
         // Private material is named first, whatever else is wrong: it must never be accepted.
         if let Some(name) = obj.keys().find(|n| PRIVATE_MEMBERS.contains(&n.as_str())) {
@@ -95,8 +107,7 @@ impl PublicJwk {
         }
         let x = str_member(obj, "x")?;
         let raw = b64url_decode(x).ok_or(JwkError::BadLength)?;
-        let bytes: [u8; 32] = raw.try_into().map_err(|_| JwkError::BadLength)?;
-        Self::from_bytes(&bytes)
+        raw.try_into().map_err(|_| JwkError::BadLength)
     }
 
     /// Validates a raw 32-byte public key.
@@ -201,6 +212,23 @@ mod tests {
         let (public, private) = private_jwk_from_seed(&seed);
         assert_eq!(public, jwk);
         assert_eq!(private["x"], RFC8037_X);
+    }
+
+    #[test]
+    fn matches_json_is_from_json_equality() {
+        let key = PublicJwk::from_seed(&[3; 32]);
+        assert_eq!(key.matches_json(&key.to_json()), Ok(true));
+        let other = PublicJwk::from_seed(&[4; 32]).to_json();
+        assert_eq!(key.matches_json(&other), Ok(false));
+        let mut private = key.to_json();
+        private["d"] = json!(b64url(&[3; 32]));
+        assert_eq!(
+            key.matches_json(&private),
+            Err(JwkError::PrivateMaterial("d".into()))
+        );
+        let mut unknown = key.to_json();
+        unknown["x5u"] = json!("https://e.example");
+        assert!(key.matches_json(&unknown).is_err());
     }
 
     #[test]

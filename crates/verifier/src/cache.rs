@@ -1,6 +1,7 @@
 //! Bounded in-memory stores: the verified-token cache, the DPoP replay store and a bounded set
 //! of revoked ids.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
 use std::sync::Arc;
@@ -25,7 +26,11 @@ impl<K: Eq + Hash + Clone, V> Fifo<K, V> {
         }
     }
 
-    pub(crate) fn get(&self, key: &K) -> Option<&V> {
+    pub(crate) fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.map.get(key)
     }
 

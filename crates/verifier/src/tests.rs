@@ -444,6 +444,32 @@ async fn bad_dpop_proofs_are_refused() {
     let d = f.auth_with(Some(&auth), Some(&proof)).await.unwrap_err();
     assert_eq!(d.code, DenyCode::InvalidDpopProof);
     assert!(d.reason.contains("already used"), "{d}");
+    // A validated proof key is reused only for the identical `jwk` header: the same `x` with
+    // private material (RFC 9449 §4.3 check 7) is refused although the key is known.
+    let raw = |header: Value, claims: Value| {
+        use ed25519_dalek::Signer;
+        let input = format!(
+            "{}.{}",
+            b64url(header.to_string().as_bytes()),
+            b64url(claims.to_string().as_bytes())
+        );
+        let sig = f.dpop.sign(input.as_bytes());
+        format!("{input}.{}", b64url(&sig.to_bytes()))
+    };
+    let mut jwk = PublicJwk::from_seed(&f.dpop.to_bytes()).to_json();
+    let good = raw(
+        json!({"alg": "EdDSA", "typ": "dpop+jwt", "jwk": jwk}),
+        f.proof_claims(&token),
+    );
+    f.auth_with(Some(&auth), Some(&good)).await.unwrap();
+    jwk["d"] = json!(b64url(&f.dpop.to_bytes()));
+    let private = raw(
+        json!({"alg": "EdDSA", "typ": "dpop+jwt", "jwk": jwk}),
+        f.proof_claims(&token),
+    );
+    let d = f.auth_with(Some(&auth), Some(&private)).await.unwrap_err();
+    assert_eq!(d.code, DenyCode::InvalidDpopProof);
+    assert!(d.reason.contains("private"), "{d}");
     // The configured window applies.
     let f = fx_with(|c| c.dpop_max_age = Duration::from_secs(10));
     let token = f.token();

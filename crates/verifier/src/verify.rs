@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, Rw
 use mandate_core::clock::Clock;
 use mandate_core::jose::{
     AccessTokenClaims, AccessTokenExpectation, DEFAULT_DPOP_FUTURE_LEEWAY_SECS, DpopExpectation,
-    JoseLimits, JwtKind, Unverified, verify_dpop_proof,
+    JoseLimits, JwtKind, Unverified, verify_dpop_proof_with,
 };
-use mandate_core::jwk::PublicJwk;
+use mandate_core::jwk::{JwkError, PublicJwk};
 use mandate_core::scope::{
     AccessRequest, Action, Constraints, Decision as ScopeDecision, DenyReason, Location,
     Prohibitions, ResourcePath, Scope, evaluate,
@@ -33,6 +33,8 @@ pub(crate) const TOKEN_LEEWAY_SECS: i64 = 10;
 const REPLAY_CAPACITY: usize = 1 << 20;
 /// How long an agent's trust score read by introspection is reused, ms.
 pub(crate) const TRUST_TTL_MS: i64 = 10_000;
+/// The most DPoP proof keys remembered as validated.
+const PROOF_KEY_CAPACITY: usize = 4096;
 /// The most trust scores cached.
 const TRUST_CAPACITY: usize = 1 << 14;
 /// Bounds on a status list's `ttl` as used here, ms: at least a second (no fetch storms), at
@@ -75,6 +77,8 @@ pub(crate) struct Inner {
     pub(crate) jwks_fetch: tokio::sync::Mutex<()>,
     pub(crate) tokens: Mutex<Fifo<[u8; 32], Verified>>,
     pub(crate) replay: Mutex<ReplayStore>,
+    /// DPoP proof keys already validated, by `x`, with the exact `jwk` header they came in.
+    pub(crate) proof_keys: Mutex<Fifo<String, (Value, PublicJwk)>>,
     pub(crate) events: RwLock<EventState>,
     pub(crate) lists: Mutex<StatusLists>,
     pub(crate) list_fetch: tokio::sync::Mutex<()>,
@@ -116,6 +120,7 @@ impl Inner {
             jwks_fetch: tokio::sync::Mutex::new(()),
             tokens: Mutex::new(Fifo::new(capacity)),
             replay: Mutex::new(ReplayStore::new(REPLAY_CAPACITY)),
+            proof_keys: Mutex::new(Fifo::new(PROOF_KEY_CAPACITY)),
             events: RwLock::new(EventState::default()),
             lists: Mutex::new(StatusLists::default()),
             list_fetch: tokio::sync::Mutex::new(()),
@@ -281,7 +286,8 @@ impl Inner {
         };
         // (2)–(11), and the `ath` half of (12).
         let verified =
-            verify_dpop_proof(proof, &expect, &self.limits).map_err(|e| bad(e.to_string()))?;
+            verify_dpop_proof_with(proof, &expect, &self.limits, |jwk| self.proof_key(jwk))
+                .map_err(|e| bad(e.to_string()))?;
         // (12) "confirm that the public key to which the access token is bound matches the
         // public key from the DPoP proof".
         verified
@@ -305,6 +311,24 @@ impl Inner {
                 "too many DPoP proofs within the replay window; retry later".into(),
             )),
         }
+    }
+
+    /// The key of a DPoP proof's `jwk` header, validated by `PublicJwk::from_json` the first
+    /// time it is seen (RFC 9449 §4.3 check 7 and the key profile); later proofs with the
+    /// identical `jwk` object reuse it: clients keep one DPoP key per task.
+    fn proof_key(&self, jwk: &Value) -> Result<PublicJwk, JwkError> {
+        let x = jwk.get("x").and_then(Value::as_str);
+        if let Some(x) = x
+            && let Some((seen, key)) = lock(&self.proof_keys).get(x)
+            && seen == jwk
+        {
+            return Ok(key.clone());
+        }
+        let key = PublicJwk::from_json(jwk)?;
+        if let Some(x) = x {
+            lock(&self.proof_keys).insert(x.to_owned(), (jwk.clone(), key.clone()));
+        }
+        Ok(key)
     }
 
     /// Revocation per DESIGN §5/§7: the event stream names revoked tokens, delegations, agents,

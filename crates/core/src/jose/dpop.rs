@@ -1,9 +1,10 @@
 //! DPoP proof validation: every check of RFC 9449 §4.3 that needs no store.
 
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::encoding::b64url;
-use crate::jwk::PublicJwk;
+use crate::jwk::{JwkError, PublicJwk};
 
 use super::claims::{opt_str, req_date, req_identifier, req_str};
 use super::jws::Unverified;
@@ -118,6 +119,18 @@ pub fn verify_dpop_proof(
     expect: &DpopExpectation<'_>,
     limits: &JoseLimits,
 ) -> Result<DpopProof, JoseError> {
+    verify_dpop_proof_with(proof, expect, limits, PublicJwk::from_json)
+}
+
+/// [`verify_dpop_proof`] with the proof key read from the `jwk` header by `key_of`, which
+/// must validate it exactly as [`PublicJwk::from_json`] does — for example a cache, keyed by
+/// the whole `jwk` object, of keys that function accepted (a client reuses its DPoP key).
+pub fn verify_dpop_proof_with(
+    proof: &str,
+    expect: &DpopExpectation<'_>,
+    limits: &JoseLimits,
+    key_of: impl FnOnce(&Value) -> Result<PublicJwk, JwkError>,
+) -> Result<DpopProof, JoseError> {
     // (2) "The DPoP HTTP request header field value is a single and well-formed JWT."
     let unverified = Unverified::parse(proof, limits)?;
 
@@ -128,7 +141,7 @@ pub fn verify_dpop_proof(
         .header()
         .get("jwk")
         .ok_or(JoseError::MissingHeader { name: "jwk" })?;
-    let key = PublicJwk::from_json(jwk).map_err(JoseError::InvalidProofKey)?;
+    let key = key_of(jwk).map_err(JoseError::InvalidProofKey)?;
 
     // (4) "The typ JOSE Header Parameter has the value dpop+jwt."
     // (5) "The alg JOSE Header Parameter indicates a registered asymmetric digital signature

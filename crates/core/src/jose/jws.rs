@@ -161,8 +161,7 @@ impl Unverified {
             // client"; it must be the key this proof is verified with.
             (JwtKind::DpopProof, None) => return Err(JoseError::MissingHeader { name: "jwk" }),
             (JwtKind::DpopProof, Some(jwk)) => {
-                let proof_key = PublicJwk::from_json(jwk).map_err(JoseError::InvalidProofKey)?;
-                if proof_key != *key {
+                if !key.matches_json(jwk).map_err(JoseError::InvalidProofKey)? {
                     return Err(JoseError::ProofKeyMismatch);
                 }
             }
