@@ -50,6 +50,25 @@ pub(crate) enum TokenCommand {
         #[arg(value_name = "TOKEN.json")]
         file: PathBuf,
     },
+    /// Call a resource (typically through a gate) with a saved token: `Authorization: DPoP
+    /// <token>` and a fresh DPoP proof from the token's key (RFC 9449 §7.1, with `ath`). Prints
+    /// the status and the body; exits 3 when the answer is an error.
+    Call(CallArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct CallArgs {
+    /// The token file (`mandate token redeem|delegate --save`).
+    #[arg(long, value_name = "TOKEN.json")]
+    token: PathBuf,
+    /// The HTTP method.
+    #[arg(short = 'X', long, default_value = "GET")]
+    method: String,
+    /// A JSON body to send (`JSON` or `@FILE`).
+    #[arg(long, value_name = "JSON_OR_@FILE")]
+    json: Option<String>,
+    /// The URL.
+    url: String,
 }
 
 #[derive(Args)]
@@ -151,8 +170,108 @@ pub(crate) async fn run(server: &str, out: &Output, cmd: TokenCommand) -> Result
         TokenCommand::Redeem(args) => redeem(server, out, args).await?,
         TokenCommand::Delegate(args) => delegate(server, out, args).await?,
         TokenCommand::Show { file } => show(out, &file)?,
+        TokenCommand::Call(args) => return call(out, args).await,
     }
     Ok(Outcome::Ok)
+}
+
+/// The answer of a [`call`].
+pub(crate) struct CallResponse {
+    /// HTTP status.
+    pub(crate) status: u16,
+    /// `WWW-Authenticate`, if any.
+    pub(crate) www_authenticate: Option<String>,
+    /// The body, as JSON when it is JSON, else as a string.
+    pub(crate) body: Value,
+}
+
+/// Sends `method url` with the token of `token_file` and a fresh DPoP proof of its key.
+pub(crate) async fn send_with_token(
+    token_file: &Path,
+    method: &str,
+    url: &str,
+    body: Option<&Value>,
+) -> Result<CallResponse> {
+    let held = TokenFile::load(token_file)?;
+    let method = reqwest::Method::from_bytes(method.as_bytes())
+        .map_err(|_| anyhow!("invalid HTTP method `{}`", output::sanitize(method)))?;
+    let mut target = reqwest::Url::parse(url)
+        .with_context(|| format!("invalid URL `{}`", output::sanitize(url)))?;
+    if !matches!(target.scheme(), "http" | "https") {
+        bail!(
+            "invalid URL `{}`: expected http:// or https://",
+            output::sanitize(url)
+        );
+    }
+    target.set_fragment(None);
+    // RFC 9449 §4.2: `htu` is the target URI without query and fragment.
+    let mut htu = target.clone();
+    htu.set_query(None);
+    let proof = held.dpop.sign_dpop(&json!({
+        "jti": jti()?, "htm": method.as_str(), "htu": htu.as_str(), "iat": now_secs()?,
+        "ath": mandate_core::jose::access_token_hash(&held.access_token),
+    }));
+    crate::client::install_crypto_provider();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .context("cannot build the HTTP client")?;
+    let mut request = http
+        .request(method, target)
+        .header("Authorization", format!("DPoP {}", held.access_token))
+        .header("DPoP", proof);
+    if let Some(b) = body {
+        request = request.json(b);
+    }
+    let response = request.send().await.map_err(|e| {
+        anyhow::Error::new(e.without_url())
+            .context(format!("cannot reach `{}`", output::sanitize(url)))
+    })?;
+    let status = response.status().as_u16();
+    let www_authenticate = response
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| anyhow::Error::new(e.without_url()))?;
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Ok(CallResponse {
+        status,
+        www_authenticate,
+        body,
+    })
+}
+
+async fn call(out: &Output, args: CallArgs) -> Result<Outcome> {
+    let body = args.json.as_deref().map(input::json_or_file).transpose()?;
+    let r = send_with_token(&args.token, &args.method, &args.url, body.as_ref()).await?;
+    if out.is_json() {
+        output::print_json(&json!({
+            "status": r.status, "www_authenticate": r.www_authenticate, "body": r.body,
+        }))?;
+    } else {
+        let mut text = format!("HTTP {}\n", r.status);
+        if let Some(w) = &r.www_authenticate {
+            text.push_str(&format!("WWW-Authenticate: {}\n", output::sanitize(w)));
+        }
+        let body = match &r.body {
+            Value::String(s) => output::sanitize(s),
+            other => serde_json::to_string_pretty(other).unwrap_or_default(),
+        };
+        text.push_str(&body);
+        text.push('\n');
+        output::print_stdout(&text)?;
+    }
+    Ok(if r.status >= 400 {
+        Outcome::Denied
+    } else {
+        Outcome::Ok
+    })
 }
 
 /// DESIGN §4 grant 1: token exchange of the delegation document, as its delegate agent.

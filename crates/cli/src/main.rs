@@ -7,6 +7,7 @@ mod audit;
 mod audit_offline;
 mod client;
 mod delegation;
+mod demo;
 mod events;
 mod gate;
 mod human;
@@ -90,6 +91,10 @@ enum Command {
     /// with the agent's private key file, not with an API key.
     #[command(subcommand)]
     Token(agent_client::TokenCommand),
+    /// A guided tour on a throw-away deployment: authority, gate and tool in this process; a
+    /// human, an agent and a sub-agent; allowed, denied and approved calls; a revocation; the
+    /// ledger verified.
+    Demo(demo::DemoArgs),
     /// Approve a request a gate is holding for a human's decision (`apr_…`).
     Approve(approval::ApproveArgs),
     /// List, show, approve and deny the requests gates hold for a human's decision.
@@ -154,6 +159,9 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         serve::run(args).await?;
         return Ok(Outcome::Ok);
     }
+    if let Command::Demo(args) = cli.command {
+        return demo::run(args).await;
+    }
     if let Command::Gate(gate::GateArgs {
         config: Some(path), ..
     }) = &cli.command
@@ -166,7 +174,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let api = ApiClient::new(&cli.server, cli.api_key)?;
     match cli.command {
         // Handled above: serving, and acting as an agent, need neither the client nor an API key.
-        Command::Serve(_) | Command::Token(_) => Ok(Outcome::Ok),
+        Command::Serve(_) | Command::Token(_) | Command::Demo(_) => Ok(Outcome::Ok),
         Command::Whoami => whoami::run(&api, &out).await,
         Command::Tenant(cmd) => tenant::run(&api, &out, cmd).await,
         Command::Human(cmd) => human::run(&api, &out, cmd).await,

@@ -147,6 +147,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let (state, bootstrap_key, ledger) = open(&config, addr).await?;
     let issuer = state.issuer.to_string();
     let background = ledger.spawn();
+    let key_reloader = state.keys.spawn_reloader();
     let app = router(state).layer(axum::Extension(ledger));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -159,6 +160,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             tracing::error!(error = %e, "server stopped");
         }
         background.stop().await;
+        key_reloader.abort();
     });
     Ok(RunningServer {
         addr,

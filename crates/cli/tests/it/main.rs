@@ -14,6 +14,8 @@ mod cli;
 mod commands;
 mod crash;
 mod delegation_cli;
+mod demo;
+mod mcp_gate;
 mod proc;
 mod secrets_scan;
 mod support;
