@@ -340,7 +340,8 @@ impl Verifier {
     /// Reads the authority's metadata (RFC 8414) and JWKS, subscribes to its event stream as
     /// the gate, and starts the background refresh of the JWKS and the status lists. Must run
     /// inside a Tokio runtime. Waits up to five seconds for the event stream to connect; until
-    /// it does, tokens are checked against status lists alone.
+    /// it does, tokens are checked against status lists alone. Fails if the authority refuses
+    /// the gate's credentials.
     pub async fn start(
         cfg: VerifierConfig,
         clock: Arc<dyn Clock>,
@@ -361,13 +362,33 @@ impl Verifier {
         let inner = Arc::new(Inner::new(cfg, clock, Some(http), endpoints, keys));
         tasks::spawn(&inner);
         let waited = tokio::time::timeout(FIRST_CONNECTION_WAIT, async {
-            while !read(&inner.events).connected {
+            loop {
+                let state = {
+                    let events = read(&inner.events);
+                    (events.connected || events.refused.is_some()).then_some(events.refused)
+                };
+                if let Some(refused) = state {
+                    return refused;
+                }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         })
         .await;
-        if waited.is_err() {
-            tracing::warn!("the event stream did not connect yet; relying on status lists");
+        match waited {
+            Ok(None) => {}
+            // The gate's credentials are wrong: better said now than found out per request.
+            Ok(Some(status @ (401 | 403))) => {
+                return Err(VerifierError::Config(format!(
+                    "the authority refused the gate's client assertion on the event stream \
+                     (HTTP {status}): check `gate_id` and `gate_key`"
+                )));
+            }
+            Ok(Some(status)) => {
+                tracing::warn!(status, "the event stream refused; relying on status lists");
+            }
+            Err(_) => {
+                tracing::warn!("the event stream did not connect yet; relying on status lists");
+            }
         }
         Ok(Verifier { inner })
     }

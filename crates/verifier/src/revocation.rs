@@ -43,6 +43,8 @@ pub(crate) struct EventState {
     pub(crate) last_heard: Option<i64>,
     /// The last event id, for `Last-Event-ID`.
     pub(crate) last_event_id: Option<u64>,
+    /// The HTTP status of the last refused connection attempt, if the last attempt was refused.
+    pub(crate) refused: Option<u16>,
 }
 
 impl Default for EventState {
@@ -58,6 +60,7 @@ impl Default for EventState {
             connected: false,
             last_heard: None,
             last_event_id: None,
+            refused: None,
         }
     }
 }

@@ -41,7 +41,12 @@ async fn follow_events(weak: Weak<Inner>) {
                         return;
                     }
                 }
-                Ok(resp) => tracing::warn!(status = %resp.status(), "event stream refused"),
+                Ok(resp) => {
+                    tracing::warn!(status = %resp.status(), "event stream refused");
+                    if let Some(inner) = weak.upgrade() {
+                        write(&inner.events).refused = Some(resp.status().as_u16());
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, "event stream unreachable"),
             },
             None => tracing::warn!("cannot authenticate to the event stream"),
@@ -85,6 +90,7 @@ async fn read_stream(weak: &Weak<Inner>, mut resp: reqwest::Response) -> bool {
         let now = inner.clock.now_ms();
         let mut events = write(&inner.events);
         events.connected = true;
+        events.refused = None;
         events.last_heard = Some(now);
         // Whatever happened while disconnected is replayed from `Last-Event-ID`, but a first
         // connection (or one without an id yet) starts at the head: cached status lists are

@@ -20,6 +20,7 @@ use mandate_core::jwk::PublicJwk;
 use mandate_server::{RunningServer, ServerConfig};
 use mandate_verifier::{
     Caller, Decision, Denial, DenyCode, Operation, RequestProof, Verifier, VerifierConfig,
+    VerifierError,
 };
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
@@ -428,6 +429,14 @@ async fn tokens_of_the_authority_are_verified_and_authorized() {
         w.present(&v, &b_token, &w.dpop).await.unwrap_err().code,
         DenyCode::InvalidDpopProof
     );
+    // A gate whose key the authority does not know cannot start.
+    let mut wrong = w.config();
+    wrong.gate_key = SigningKey::from_bytes(&[99; 32]);
+    let err = Verifier::start(wrong, w.a.clock.clone(), reqwest::Client::new())
+        .await
+        .err()
+        .expect("refused");
+    assert!(matches!(err, VerifierError::Config(_)), "{err}");
     // A gate for another audience refuses the token.
     let other_gate = w.a.gate("https://billing.example.com", 13).await;
     let cfg = VerifierConfig::new(
