@@ -935,3 +935,88 @@ fn offline_freshness() {
     assert_eq!(fr.jwks_age, None);
     assert!(!fr.events_connected);
 }
+
+/// A one-document HTTP server counting its requests.
+async fn serve_json(body: String) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 4096];
+            let mut read = 0;
+            while !buf[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf[read..]).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => read += n,
+                }
+            }
+            counter.fetch_add(1, Ordering::SeqCst);
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(resp.as_bytes()).await;
+        }
+    });
+    (url, hits)
+}
+
+#[tokio::test]
+async fn an_unknown_kid_refetches_the_jwks_at_most_once_per_interval() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let f = fx();
+    let (url, hits) = serve_json(jwks(&f.authority, "k1").to_string()).await;
+    let mut endpoints = net::Endpoints::derived(ISSUER);
+    endpoints.jwks_uri = url;
+    // Starts without keys, as if the authority had rotated since the last fetch.
+    let inner = Inner::new(
+        config(),
+        f.clock.clone(),
+        Some(reqwest::Client::new()),
+        endpoints,
+        keys::KeySet::default(),
+    );
+    {
+        let mut ev = write(&inner.events);
+        ev.connected = true;
+        ev.last_heard = Some(NOW_MS);
+    }
+    let f = Fx {
+        v: Verifier {
+            inner: Arc::new(inner),
+        },
+        ..f
+    };
+    f.auth(&f.token()).await.unwrap();
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "fetched for the unknown kid"
+    );
+    let c = f.claims().to_value();
+    let k9 = jose::sign(
+        JwtKind::AccessToken,
+        Some("k9"),
+        Algorithm::EdDSA,
+        &c,
+        &f.authority,
+    );
+    assert_eq!(code(f.auth(&k9).await), DenyCode::InvalidToken);
+    assert_eq!(code(f.auth(&k9).await), DenyCode::InvalidToken);
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "no refetch within the interval"
+    );
+    f.clock.advance(keys::UNKNOWN_KID_REFETCH_MS);
+    {
+        let mut ev = write(&f.v.inner.events);
+        ev.last_heard = Some(NOW_MS + keys::UNKNOWN_KID_REFETCH_MS);
+    }
+    assert_eq!(code(f.auth(&k9).await), DenyCode::InvalidToken);
+    assert_eq!(hits.load(Ordering::SeqCst), 2, "one refetch per interval");
+    assert!(f.v.freshness().jwks_age.is_some());
+}
