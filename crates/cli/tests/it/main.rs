@@ -17,6 +17,7 @@ mod delegation_cli;
 mod demo;
 mod mcp_gate;
 mod proc;
+mod replicas;
 mod secrets_scan;
 mod support;
 mod tamper;

@@ -27,9 +27,19 @@ impl ServerProcess {
             .local_addr()
             .unwrap()
             .port();
+        Self::spawn(data, port, &[], log)
+    }
+
+    /// Starts the server on `port` with `extra` arguments to `serve`.
+    pub fn start_with(data: &Path, port: u16, extra: &[&str]) -> Self {
+        Self::spawn(data, port, extra, None)
+    }
+
+    fn spawn(data: &Path, port: u16, extra: &[&str], log: Option<&Path>) -> Self {
         let child = Command::new(bin())
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
             .arg(data)
+            .args(extra)
             .env("MANDATE_BOOTSTRAP_KEY", ADMIN_KEY)
             .env("MANDATE_LOG", if log.is_some() { "debug" } else { "warn" })
             .stdout(match log {
