@@ -33,6 +33,7 @@ where
     concurrent_commits_form_one_chain(fresh().await).await;
     single_use_ids(fresh().await).await;
     a_failing_job_rolls_back_only_itself(fresh().await).await;
+    a_receipt_for_an_unknown_tenant_fails_only_its_job(fresh().await).await;
     status_indexes_are_reserved_once(fresh().await).await;
     subscribers_see_each_receipt_once_in_order(fresh().await).await;
     issuance_is_checked_at_commit_and_revocation_cascades(fresh().await).await;
@@ -1120,6 +1121,44 @@ async fn denials_are_counted_per_agent_and_used_ids_are_reported(store: Arc<dyn 
             .used_jtis("gate_receipt", "gat_y", &["r1".into()])
             .await
             .expect("used")
+            .is_empty()
+    );
+}
+
+async fn a_receipt_for_an_unknown_tenant_fails_only_its_job(store: Arc<dyn Store>) {
+    let (tenant, _, _) = seed_tenant(store.as_ref(), 10, "known").await;
+    let unknown = TenantId::from_parts(99, rnd(99));
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let s = Arc::clone(&store);
+        let t = if i % 5 == 4 {
+            unknown.clone()
+        } else {
+            tenant.id.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            let r = s
+                .commit(
+                    Mutation::Record,
+                    vec![(t, event(EventKind::Record, format!("r/{i}")))],
+                )
+                .await;
+            (i, r)
+        }));
+    }
+    for t in tasks {
+        let (i, r) = t.await.expect("join");
+        match (i % 5 == 4, r) {
+            (false, Ok(_)) | (true, Err(StoreError::Unavailable(_))) => {}
+            (_, r) => panic!("job {i}: {r:?}"),
+        }
+    }
+    assert_eq!(verify_chain(store.as_ref(), &tenant.id).await, 33);
+    assert!(
+        store
+            .receipts(&unknown, 0, 10)
+            .await
+            .expect("read")
             .is_empty()
     );
 }

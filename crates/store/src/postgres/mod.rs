@@ -209,6 +209,7 @@ impl PostgresStore {
             publish: Arc::clone(&publish),
             fill: fill_tx,
             sealed: Vec::new(),
+            release_pending: false,
         };
         tokio::spawn(writer.run(rx, options.max_batch.max(1)));
         Ok(Self {
@@ -682,8 +683,18 @@ struct Writer {
     last_purge: i64,
     publish: Arc<Publish>,
     fill: mpsc::UnboundedSender<(TenantId, u64)>,
-    /// Receipts sealed in the open transaction, published after COMMIT.
-    sealed: Vec<CommittedReceipt>,
+    /// Receipts sealed in the open transaction: inserted together just before COMMIT, published
+    /// after it.
+    sealed: Vec<Sealed>,
+    /// The last job's savepoint is still to be released (with the next `SAVEPOINT`, or by COMMIT).
+    release_pending: bool,
+}
+
+/// A receipt sealed in the open transaction.
+struct Sealed {
+    receipt: CommittedReceipt,
+    hash: [u8; 32],
+    at: i64,
 }
 
 impl Writer {
@@ -741,7 +752,10 @@ impl Writer {
         let outcome = self.transaction(&conn, batch).await;
         match outcome {
             Ok(results) => {
-                let gaps = self.publish.local(std::mem::take(&mut self.sealed));
+                let sealed = std::mem::take(&mut self.sealed);
+                let gaps = self
+                    .publish
+                    .local(sealed.into_iter().map(|s| s.receipt).collect());
                 for gap in gaps {
                     let _ = self.fill.send(gap);
                 }
@@ -789,14 +803,21 @@ impl Writer {
         }
         // Heads advanced by this transaction, read inside the lock.
         let mut pending: HashMap<TenantId, Head> = HashMap::new();
+        self.release_pending = false;
         // A batch of one needs no savepoint: if its job fails, the whole transaction is rolled
         // back, which is the same outcome in two round trips fewer.
         let savepoints = batch.len() > 1;
         for job in batch.iter_mut() {
             let mutation = std::mem::replace(&mut job.mutation, Mutation::Record);
             let receipts = std::mem::take(&mut job.receipts);
+            // A plain record writes nothing until the receipts' insert at the end of the batch
+            // (a refusal also counts toward its agent's denials: that is a write).
+            let writes = !matches!(mutation, Mutation::Record)
+                || receipts
+                    .iter()
+                    .any(|(_, e)| e.decision == Outcome::Deny && e.actor.agent.is_some());
             let result = self
-                .apply_job(conn, mutation, receipts, &mut pending, savepoints)
+                .apply_job(conn, mutation, receipts, &mut pending, savepoints && writes)
                 .await;
             // A lost session fails the batch at once.
             if conn.is_closed() {
@@ -813,8 +834,33 @@ impl Writer {
             conn.rollback().await;
             return Ok(results);
         }
+        // Every receipt of the batch in one statement. Its only failures are the ledger's own
+        // (a missing tenant was refused per job when its head was read), and they fail the
+        // whole batch: nothing is recorded, every job is answered `Unavailable`.
+        if !self.sealed.is_empty() {
+            let tenants: Vec<&str> = self
+                .sealed
+                .iter()
+                .map(|r| r.receipt.tenant.as_str())
+                .collect();
+            let seqs: Vec<i64> = self.sealed.iter().map(|r| to_i64(r.receipt.seq)).collect();
+            let hashes: Vec<&[u8]> = self.sealed.iter().map(|r| &r.hash[..]).collect();
+            let bodies: Vec<&str> = self.sealed.iter().map(|r| &*r.receipt.body).collect();
+            let ats: Vec<i64> = self.sealed.iter().map(|r| r.at).collect();
+            if let Err(e) = conn
+                .execute(
+                    "INSERT INTO receipts (tenant, seq, hash, body, at) \
+                     SELECT * FROM unnest($1::TEXT[], $2::BIGINT[], $3::BYTEA[], $4::TEXT[], \
+                     $5::BIGINT[])",
+                    &[&tenants, &seqs, &hashes, &bodies, &ats],
+                )
+                .await
+            {
+                return Err((ledger_unavailable(e), results));
+            }
+        }
         // Delivered to every listening replica when, and only if, this transaction commits;
-        // sent with the COMMIT, in one round trip.
+        // sent with the COMMIT, in one round trip (COMMIT also releases the last savepoint).
         let mut notify = String::new();
         for (tenant, head) in &pending {
             let payload = format!("{}\t{}\t{}", self.schema, tenant, head.seq).replace('\'', "''");
@@ -835,7 +881,13 @@ impl Writer {
         savepoint: bool,
     ) -> Result<Applied, StoreError> {
         if savepoint {
-            conn.batch("SAVEPOINT job").await.map_err(unavailable)?;
+            let sql = if self.release_pending {
+                "RELEASE SAVEPOINT job; SAVEPOINT job"
+            } else {
+                "SAVEPOINT job"
+            };
+            self.release_pending = false;
+            conn.batch(sql).await.map_err(unavailable)?;
         }
         let sealed_before = self.sealed.len();
         let saved: Vec<(TenantId, Option<Head>)> = receipts
@@ -867,11 +919,8 @@ impl Writer {
         };
         match outcome {
             Ok(applied) => {
-                if savepoint {
-                    conn.batch("RELEASE SAVEPOINT job")
-                        .await
-                        .map_err(unavailable)?;
-                }
+                // Released with the next job's savepoint, or by COMMIT.
+                self.release_pending = savepoint;
                 Ok(applied)
             }
             Err(e) => {
@@ -902,8 +951,18 @@ impl Writer {
     ) -> Result<(u64, ReceiptHash), StoreError> {
         let head = match pending.get(tenant) {
             Some(h) => *h,
-            // Inside the lock: the newest receipt any replica committed.
-            None => read::chain_head(conn, tenant).await?,
+            // Inside the lock: the newest receipt any replica committed. A receipt for a tenant
+            // that does not exist is refused here, for this job only (the receipts' foreign
+            // key would refuse it at the end of the batch, for every job).
+            None => match read::writer_head(conn, tenant).await? {
+                Some(h) => h,
+                None => {
+                    tracing::error!(tenant = %tenant, "receipt for an unknown tenant");
+                    return Err(StoreError::Unavailable(
+                        "the ledger could not record the change".into(),
+                    ));
+                }
+            },
         };
         // Receipt times never go backwards, even if the wall clock does (or differs between
         // replicas).
@@ -923,18 +982,16 @@ impl Writer {
         let (body, hash) = receipt.canonical_and_hash();
         let text = String::from_utf8(body)
             .map_err(|_| StoreError::Corrupt("receipt is not UTF-8".into()))?;
-        conn.execute(
-            "INSERT INTO receipts (tenant, seq, hash, body, at) VALUES ($1, $2, $3, $4, $5)",
-            &[&tenant.as_str(), &to_i64(seq), &&hash.0[..], &text, &at],
-        )
-        .await
-        .map_err(ledger_unavailable)?;
         pending.insert(tenant.clone(), Head { seq, hash, at });
-        self.sealed.push(CommittedReceipt {
-            tenant: tenant.clone(),
-            seq,
-            kind: receipt.kind,
-            body: text.into(),
+        self.sealed.push(Sealed {
+            receipt: CommittedReceipt {
+                tenant: tenant.clone(),
+                seq,
+                kind: receipt.kind,
+                body: text.into(),
+            },
+            hash: hash.0,
+            at,
         });
         Ok((seq, hash))
     }

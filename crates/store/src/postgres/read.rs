@@ -48,6 +48,38 @@ pub(crate) async fn chain_head(c: &Conn, tenant: &TenantId) -> Result<Head, Stor
     }
 }
 
+/// The head of `tenant`'s chain, or `None` if the tenant does not exist (the writer's read).
+pub(crate) async fn writer_head(c: &Conn, tenant: &TenantId) -> Result<Option<Head>, StoreError> {
+    let r = c
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1), h.seq, h.hash, h.at \
+             FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT seq, hash, at FROM receipts \
+             WHERE tenant = $1 ORDER BY seq DESC LIMIT 1) AS h ON true",
+            &[&tenant.as_str()],
+        )
+        .await
+        .map_err(unavailable)?;
+    let known: bool = col(&r, 0)?;
+    if !known {
+        return Ok(None);
+    }
+    let seq: Option<i64> = col(&r, 1)?;
+    let hash: Option<Vec<u8>> = col(&r, 2)?;
+    let at: Option<i64> = col(&r, 3)?;
+    match (seq, hash, at) {
+        (Some(seq), Some(hash), Some(at)) => Ok(Some(Head {
+            seq: u64::try_from(seq).map_err(|_| corrupt("receipt seq"))?,
+            hash: ReceiptHash(hash.try_into().map_err(|_| corrupt("receipt hash"))?),
+            at,
+        })),
+        _ => Ok(Some(Head {
+            seq: 0,
+            hash: ReceiptHash::GENESIS,
+            at: 0,
+        })),
+    }
+}
+
 /// The head `seq` of every tenant's chain (0 for a tenant without receipts).
 pub(crate) async fn all_heads(c: &Conn) -> Result<Vec<(TenantId, u64)>, StoreError> {
     let rows = c
