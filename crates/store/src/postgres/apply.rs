@@ -323,14 +323,7 @@ async fn issue_token(c: &Conn, t: &TokenRecord, now: i64) -> Result<(), StoreErr
             t.agent
         )));
     }
-    for d in read::chain(c, &t.tenant, &t.delegation).await? {
-        if d.status != DelegationStatus::Active || d.expires_at <= now {
-            return Err(StoreError::Conflict(format!(
-                "delegation `{}` is no longer active",
-                d.id
-            )));
-        }
-    }
+    chain_active(c, &t.tenant, &t.delegation, now).await?;
     c.execute(
         "INSERT INTO tokens (jti, tenant, delegation, agent, jkt, issued_at, expires_at, status, \
          status_idx) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -348,6 +341,56 @@ async fn issue_token(c: &Conn, t: &TokenRecord, now: i64) -> Result<(), StoreErr
     )
     .await
     .map_err(|e| on_insert(e, || "token id collision".to_owned()))?;
+    Ok(())
+}
+
+/// Every delegation from `id` up to its mandate is active and unexpired at `now` (a conflict
+/// naming the first, from `id` upward, that is not; a missing link or a chain past the depth
+/// hard cap is corrupt data). One recursive query for the whole chain.
+async fn chain_active(
+    c: &Conn,
+    tenant: &TenantId,
+    id: &DelegationId,
+    now: i64,
+) -> Result<(), StoreError> {
+    let cap = usize::from(mandate_core::scope::MAX_DEPTH_HARD_CAP);
+    let rows = c
+        .query(
+            "WITH RECURSIVE up(id, parent, status, expires_at, n) AS ( \
+               SELECT id, parent, status, expires_at, 1 FROM delegations \
+               WHERE tenant = $1 AND id = $2 \
+               UNION ALL \
+               SELECT d.id, d.parent, d.status, d.expires_at, up.n + 1 FROM delegations d \
+               JOIN up ON d.tenant = $1 AND d.id = up.parent WHERE up.n <= $3::INT) \
+             SELECT id, parent, status, expires_at FROM up ORDER BY n",
+            &[
+                &tenant.as_str(),
+                &id.as_str(),
+                &i32::try_from(cap + 1).unwrap_or(i32::MAX),
+            ],
+        )
+        .await
+        .map_err(unavailable)?;
+    let mut next = Some(id.as_str().to_owned());
+    for (i, r) in rows.iter().enumerate() {
+        if i > cap {
+            return Err(read::corrupt("delegation chain longer than the hard cap"));
+        }
+        let link: String = col(r, 0)?;
+        let status: String = col(r, 2)?;
+        let expires_at: i64 = col(r, 3)?;
+        if read::enum_from::<DelegationStatus>(&status)? != DelegationStatus::Active
+            || expires_at <= now
+        {
+            return Err(StoreError::Conflict(format!(
+                "delegation `{link}` is no longer active"
+            )));
+        }
+        next = col(r, 1)?;
+    }
+    if rows.is_empty() || next.is_some() {
+        return Err(read::corrupt("delegation chain has a missing link"));
+    }
     Ok(())
 }
 
