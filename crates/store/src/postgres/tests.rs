@@ -523,3 +523,47 @@ async fn a_lost_listener_reconnects_and_catches_up() {
     drop((a, b));
     s.drop_now().await;
 }
+
+/// Group commit: concurrent commits share transactions (the receipts of one batch are written by
+/// one transaction, so they share `xmin`), and every caller still gets its own receipt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commits_share_transactions() {
+    let Some(s) = schema().await else { return };
+    let store = Arc::new(open(&s).await);
+    let (tenant, _, _) = conformance::seed_tenant(store.as_ref(), 0, "ops").await;
+    let mut tasks = Vec::new();
+    for i in 0..400 {
+        let (st, t) = (Arc::clone(&store), tenant.id.clone());
+        tasks.push(tokio::spawn(async move {
+            st.commit(Mutation::Record, vec![(t, record(i))])
+                .await
+                .expect("commit")
+                .receipts[0]
+                .1
+        }));
+    }
+    let mut seqs = Vec::new();
+    for t in tasks {
+        seqs.push(t.await.expect("join"));
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (2..=401).collect::<Vec<_>>());
+    let conn = Conn::open(&parse_url(s.url()).expect("url"))
+        .await
+        .expect("conn");
+    let transactions: i64 = conn
+        .query_one(
+            "SELECT COUNT(DISTINCT xmin::TEXT) FROM receipts WHERE seq > 1",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert!(
+        transactions < 200,
+        "400 concurrent commits took {transactions} transactions"
+    );
+    eprintln!("400 concurrent commits in {transactions} transactions");
+    drop((store, conn));
+    s.drop_now().await;
+}
