@@ -80,6 +80,10 @@
 //! - `GET /.well-known/oauth-protected-resource` (and the same path followed by each MCP
 //!   endpoint's mount, RFC 9728 §3.1) serves the protected-resource metadata; every 401
 //!   carries `WWW-Authenticate: DPoP error="…", algs="EdDSA Ed25519", resource_metadata="…"`.
+//! - `GET /.well-known/mandate-gate`: the gate's health — whether its revocation data is fresh
+//!   enough to accept tokens (200, else 503), whether the authority's event stream is
+//!   connected, and the ages of its JWKS, events and status lists. For load balancers and
+//!   monitoring; it reveals nothing about callers.
 //! - HTTP routes: denials are RFC 6750 errors (`401 invalid_token` / `invalid_dpop_proof`,
 //!   `403 insufficient_scope` with a JSON body that has `reason`, `receipt` and, for approvals,
 //!   `approval_id`). Requests that map to no route are denied (403), never forwarded.

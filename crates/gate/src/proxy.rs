@@ -28,6 +28,9 @@ use crate::spool::DecisionRecord;
 
 /// RFC 9728 §3: the well-known path of protected-resource metadata.
 pub(crate) const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
+/// The gate's own health: how fresh its view of the authority is. 200 while revocation data
+/// is fresh enough to accept tokens, 503 otherwise (the gate then refuses every token).
+pub(crate) const HEALTH_PATH: &str = "/.well-known/mandate-gate";
 
 /// Request headers never sent upstream: hop-by-hop headers (RFC 9110 §7.6.1), the caller's
 /// credentials (SECURITY.md, line 9), and headers the gate sets itself.
@@ -60,6 +63,32 @@ const STRIPPED_RESPONSE: [&str; 7] = [
 ];
 
 /// Every request that is not metadata.
+fn health(gate: &Gate) -> Response {
+    let f = gate.verifier.freshness();
+    let ms = |d: Option<std::time::Duration>| {
+        d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    };
+    let body = serde_json::json!({
+        "status": if f.revocation_fresh { "ok" } else { "stale" },
+        "revocation_fresh": f.revocation_fresh,
+        "events_connected": f.events_connected,
+        "events_age_ms": ms(f.events_age),
+        "last_event_id": f.last_event_id,
+        "status_lists_age_ms": ms(f.status_lists_age),
+        "jwks_age_ms": ms(f.jwks_age),
+    });
+    let status = if f.revocation_fresh {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    axum::response::IntoResponse::into_response((
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(body),
+    ))
+}
+
 pub(crate) async fn handle(State(gate): State<Arc<Gate>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let raw_path = parts.uri.path().to_owned();
@@ -67,6 +96,9 @@ pub(crate) async fn handle(State(gate): State<Arc<Gate>>, req: Request) -> Respo
         && let Some(doc) = gate.metadata_for(&raw_path)
     {
         return doc;
+    }
+    if parts.method == Method::GET && raw_path == HEALTH_PATH {
+        return health(&gate);
     }
     let metadata_url = gate.metadata_url(None);
     // RFC 9110 §9.1: methods are case-sensitive; only the uppercase spellings are routed, and

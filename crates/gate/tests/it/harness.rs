@@ -112,6 +112,8 @@ pub struct Authority {
     pub link: Link,
     pub http: reqwest::Client,
     pub _dir: tempfile::TempDir,
+    /// With `MANDATE_TEST_DATABASE_URL` set to a PostgreSQL URL, the authority's own schema.
+    pub _schema: Option<mandate_store::postgres::scratch::ScratchSchema>,
 }
 
 impl Authority {
@@ -123,6 +125,15 @@ impl Authority {
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.bootstrap_key = Some(ADMIN_KEY.into());
         config.issuer = Some(format!("http://{}", link.addr));
+        let schema = match std::env::var("MANDATE_TEST_DATABASE_URL") {
+            Ok(url) if mandate_store::postgres::is_postgres_url(&url) => Some(
+                mandate_store::postgres::scratch::ScratchSchema::create(&url)
+                    .await
+                    .expect("MANDATE_TEST_DATABASE_URL: PostgreSQL schema"),
+            ),
+            _ => None,
+        };
+        config.database_url = schema.as_ref().map(|s| s.url().to_owned());
         let running = mandate_server::start(config).await.unwrap();
         *link.target.lock().unwrap() = Some(running.addr);
         Self {
@@ -130,6 +141,7 @@ impl Authority {
             link,
             http: reqwest::Client::new(),
             _dir: dir,
+            _schema: schema,
         }
     }
 
@@ -423,6 +435,31 @@ resource = "customers/{{arguments.customer_id}}"
 
     pub fn gate_url(&self) -> String {
         self.gate.as_ref().unwrap().url()
+    }
+
+    /// The gate's health document (`GET /.well-known/mandate-gate`): (status, body).
+    pub async fn gate_health(&self) -> (u16, Value) {
+        let r = reqwest::get(format!("{}/.well-known/mandate-gate", self.gate_url()))
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    /// Waits until the gate's event stream from the authority is connected and its status
+    /// lists are settled (a connection marks them for refetch; one request refetches them).
+    pub async fn wait_events_connected(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, body) = self.gate_health().await;
+            if body["events_connected"] == true {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the gate's event stream did not connect: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub fn gate_addr(&self) -> SocketAddr {

@@ -57,7 +57,9 @@ async fn decisions_made_while_the_authority_is_away_are_shipped_later_exactly_on
     let mut w = World::new().await;
     let dpop = Dpop::new(81);
     let token = w.token(&dpop).await;
-    // Warm up (the token is verified and cached), then cut the authority off.
+    // Warm up (the token is verified and cached, the status list fetched once the event stream
+    // is connected — a connection marks lists for refetch), then cut the authority off.
+    w.wait_events_connected().await;
     assert_eq!(
         w.request(Method::GET, "/tickets/0", &token, &dpop)
             .send()
@@ -106,4 +108,14 @@ async fn decisions_made_while_the_authority_is_away_are_shipped_later_exactly_on
             "{id}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reports_the_freshness_of_revocation_data() {
+    let w = World::new().await;
+    w.wait_events_connected().await;
+    let (status, body) = w.gate_health().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["revocation_fresh"], true, "{body}");
+    assert!(body["jwks_age_ms"].is_u64(), "{body}");
 }
