@@ -16,7 +16,7 @@
 //! - `setup-peer --issuer URL --agents N --out FILE --clients-out FILE [--resource URL]`:
 //!   writes the target file for an OpenID provider at `URL` (token endpoint `URL/token`) and the
 //!   client registrations (public JWKS) the peer server loads.
-//! - `run --target FILE --concurrency C --duration S --runs R --server-pid PID --label L --out FILE`:
+//! - `run --target FILE --concurrency C --duration S --runs R --server-pid PID --label L --out FILE [--connect HOST:PORT]`:
 //!   warm-up, then R timed windows; appends one JSON line per window to `--out`.
 //! - `summary --results FILE --criterion DIR [--subject mandate] [--baseline peer]
 //!   [--reference-ceiling TOKENS_PER_CORE_S] [--markdown FILE]`: medians per (label, concurrency),
@@ -933,7 +933,10 @@ async fn run(args: &Args) {
     let out = args.req("out");
     let async_workers: usize = args.num("async-workers", 2);
     let max_pool: usize = args.num("max-pool", 400_000);
+    // `--connect HOST:PORT`: send to another replica than the issuer's address (the requests,
+    // and their DPoP `htu`, still name the issuer's token endpoint, as behind a load balancer).
     let (addr, _) = split_url(&target.token_endpoint);
+    let addr = args.get("connect").unwrap_or(addr);
 
     // Warm-up: a fixed pool, until it runs out or the warm-up time is over.
     let pool = Arc::new(presign(&target, args.num("warmup-requests", 4_000)));
