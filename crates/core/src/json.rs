@@ -4,6 +4,7 @@
 //! a signed or hashed object must mean one thing to every reader, so duplicates are an error.
 
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde_json::map::Entry;
 use serde_json::{Map, Value};
 
 /// Why JSON text was refused.
@@ -99,15 +100,19 @@ impl<'de> Visitor<'de> for StrictVisitor<'_> {
         self.enter()?;
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            if out.contains_key(&key) {
-                let shown: String = key.chars().take(64).collect();
-                return Err(de::Error::custom(format!("duplicate member `{shown}`")));
-            }
+            // One lookup for the duplicate check and the insertion.
+            let slot = match out.entry(key) {
+                Entry::Vacant(slot) => slot,
+                Entry::Occupied(taken) => {
+                    let shown: String = taken.key().chars().take(64).collect();
+                    return Err(de::Error::custom(format!("duplicate member `{shown}`")));
+                }
+            };
             let v = map.next_value_seed(StrictSeed {
                 depth: self.0.depth,
                 max: self.0.max,
             })?;
-            out.insert(key, v);
+            slot.insert(v);
         }
         *self.0.depth -= 1;
         Ok(Value::Object(out))

@@ -4,6 +4,8 @@
 //! material, when `x` is not exactly 32 bytes of strict base64url, when the point is not a
 //! canonical encoding, or when it has small order (a "weak" key that verifies forged signatures).
 
+use std::sync::OnceLock;
+
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -11,10 +13,21 @@ use sha2::{Digest, Sha256};
 use crate::encoding::{b64url, b64url_decode};
 
 /// A validated Ed25519 public key.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct PublicJwk {
     key: VerifyingKey,
+    /// The RFC 7638 thumbprint, computed on first use: a DPoP key's is needed on every proof.
+    thumbprint: OnceLock<String>,
 }
+
+impl PartialEq for PublicJwk {
+    fn eq(&self, other: &Self) -> bool {
+        // The thumbprint is a function of the key.
+        self.key == other.key
+    }
+}
+
+impl Eq for PublicJwk {}
 
 /// Why a JWK was refused. Messages are safe to show to the caller.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -121,14 +134,19 @@ impl PublicJwk {
         if key.is_weak() {
             return Err(JwkError::SmallOrder);
         }
-        Ok(Self { key })
+        Ok(Self::new(key))
+    }
+
+    fn new(key: VerifyingKey) -> Self {
+        Self {
+            key,
+            thumbprint: OnceLock::new(),
+        }
     }
 
     /// The public key of the Ed25519 key with this 32-byte seed.
     pub fn from_seed(seed: &[u8; 32]) -> Self {
-        Self {
-            key: SigningKey::from_bytes(seed).verifying_key(),
-        }
+        Self::new(SigningKey::from_bytes(seed).verifying_key())
     }
 
     /// The raw public key bytes.
@@ -144,11 +162,18 @@ impl PublicJwk {
     /// RFC 7638 thumbprint: base64url(SHA-256 of `{"crv":"Ed25519","kty":"OKP","x":"…"}`),
     /// members in lexicographic order, no whitespace (RFC 8037 §2).
     pub fn thumbprint(&self) -> String {
-        let text = format!(
-            r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
-            b64url(&self.bytes())
-        );
-        b64url(&Sha256::digest(text.as_bytes()))
+        self.thumbprint_str().to_owned()
+    }
+
+    /// [`PublicJwk::thumbprint`], borrowed: computed once per key value.
+    pub fn thumbprint_str(&self) -> &str {
+        self.thumbprint.get_or_init(|| {
+            let text = format!(
+                r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
+                b64url(&self.bytes())
+            );
+            b64url(&Sha256::digest(text.as_bytes()))
+        })
     }
 
     /// The public JWK `{kty, crv, x}`.

@@ -6,13 +6,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, Rw
 use mandate_core::clock::Clock;
 use mandate_core::jose::{
     AccessTokenClaims, AccessTokenExpectation, DEFAULT_DPOP_FUTURE_LEEWAY_SECS, DpopExpectation,
-    JoseLimits, JwtKind, Unverified, verify_dpop_proof_with,
+    JoseLimits, JwtKind, Unverified, verify_dpop_proof_for_token_hash,
 };
 use mandate_core::jwk::{JwkError, PublicJwk};
 use mandate_core::scope::{
     AccessRequest, Action, Constraints, Decision as ScopeDecision, DenyReason, Location,
     Prohibitions, ResourcePath, Scope, evaluate,
 };
+use serde::Deserialize;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
@@ -78,7 +79,7 @@ pub(crate) struct Inner {
     pub(crate) tokens: Mutex<Fifo<[u8; 32], Verified>>,
     pub(crate) replay: Mutex<ReplayStore>,
     /// DPoP proof keys already validated, by `x`, with the exact `jwk` header they came in.
-    pub(crate) proof_keys: Mutex<Fifo<String, (Value, PublicJwk)>>,
+    pub(crate) proof_keys: Mutex<Fifo<String, (Value, Arc<PublicJwk>)>>,
     pub(crate) events: RwLock<EventState>,
     pub(crate) lists: Mutex<StatusLists>,
     pub(crate) list_fetch: tokio::sync::Mutex<()>,
@@ -171,7 +172,7 @@ impl Inner {
         }
 
         // 2. The DPoP proof (RFC 9449 §4.3, §7.1), on every request.
-        self.check_dpop(req, token, &claims, now, now_ms)?;
+        self.check_dpop(req, &hash, &claims, now, now_ms)?;
 
         // 3. Revocation: event stream and status list, fail closed past max staleness.
         self.check_revocation(&claims, &facts, now_ms).await?;
@@ -255,11 +256,12 @@ impl Inner {
         Ok(())
     }
 
-    /// RFC 9449 §4.3 checks 1–12 and §11.1 replay, for a proof presented with `token`.
+    /// RFC 9449 §4.3 checks 1–12 and §11.1 replay, for a proof presented with the access
+    /// token whose SHA-256 is `token_sha256`.
     fn check_dpop(
         &self,
         req: &RequestProof<'_>,
-        token: &str,
+        token_sha256: &[u8; 32],
         claims: &AccessTokenClaims,
         now: i64,
         now_ms: i64,
@@ -281,13 +283,17 @@ impl Inner {
             now,
             max_age_secs,
             future_leeway_secs: DEFAULT_DPOP_FUTURE_LEEWAY_SECS,
-            access_token: Some(token),
+            // `ath` is checked against `token_sha256`, the hash the token cache is keyed by:
+            // the same SHA-256 of the token's ASCII (RFC 9449 §4.2), computed once.
+            access_token: None,
             nonce: None,
         };
         // (2)–(11), and the `ath` half of (12).
         let verified =
-            verify_dpop_proof_with(proof, &expect, &self.limits, |jwk| self.proof_key(jwk))
-                .map_err(|e| bad(e.to_string()))?;
+            verify_dpop_proof_for_token_hash(proof, &expect, &self.limits, token_sha256, |jwk| {
+                self.proof_key(jwk)
+            })
+            .map_err(|e| bad(e.to_string()))?;
         // (12) "confirm that the public key to which the access token is bound matches the
         // public key from the DPoP proof".
         verified
@@ -316,17 +322,17 @@ impl Inner {
     /// The key of a DPoP proof's `jwk` header, validated by `PublicJwk::from_json` the first
     /// time it is seen (RFC 9449 §4.3 check 7 and the key profile); later proofs with the
     /// identical `jwk` object reuse it: clients keep one DPoP key per task.
-    fn proof_key(&self, jwk: &Value) -> Result<PublicJwk, JwkError> {
+    fn proof_key(&self, jwk: &Value) -> Result<Arc<PublicJwk>, JwkError> {
         let x = jwk.get("x").and_then(Value::as_str);
         if let Some(x) = x
             && let Some((seen, key)) = lock(&self.proof_keys).get(x)
             && seen == jwk
         {
-            return Ok(key.clone());
+            return Ok(Arc::clone(key));
         }
-        let key = PublicJwk::from_json(jwk)?;
+        let key = Arc::new(PublicJwk::from_json(jwk)?);
         if let Some(x) = x {
-            lock(&self.proof_keys).insert(x.to_owned(), (jwk.clone(), key.clone()));
+            lock(&self.proof_keys).insert(x.to_owned(), (jwk.clone(), Arc::clone(&key)));
         }
         Ok(key)
     }
@@ -639,22 +645,35 @@ fn dpop_token(authorization: Option<&str>) -> Result<&str, Denial> {
         return Err(invalid_token("the Authorization scheme must be DPoP"));
     }
     // RFC 7235 §2.1 token68 (the compact JWS alphabet is a subset).
-    let token68 = |b: u8| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b);
-    if token.is_empty() || !token.bytes().all(token68) {
+    if token.is_empty() || !token.bytes().all(|b| TOKEN68[usize::from(b)]) {
         return Err(invalid_token("the access token is malformed"));
     }
     Ok(token)
 }
 
+/// RFC 7235 §2.1: `token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`,
+/// as a table of the allowed bytes (the position of `=` is not checked: no JWS contains one).
+const TOKEN68: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=');
+        b += 1;
+    }
+    t
+};
+
 /// What the verifier needs from a token beyond its claims, parsed once.
 fn token_facts(claims: &AccessTokenClaims, token: &str, kid: String) -> Result<TokenFacts, Denial> {
     // The authority wrote `authorization_details` from a parsed scope; the structural
     // deserializer reads it back with every invariant checked, whatever the action vocabulary.
-    let scope: Scope = serde_json::from_value(claims.authorization_details.clone())
+    let scope = Scope::deserialize(&claims.authorization_details)
         .map_err(|_| invalid_token("the token's `authorization_details` are invalid"))?;
     let prohibitions = match &claims.prohibitions {
         None => Prohibitions::none(),
-        Some(v) => serde_json::from_value(v.clone())
+        Some(v) => Prohibitions::deserialize(v)
             .map_err(|_| invalid_token("the token's `prohibitions` are invalid"))?,
     };
     let mut actors = Vec::new();

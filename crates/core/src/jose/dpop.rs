@@ -1,5 +1,7 @@
 //! DPoP proof validation: every check of RFC 9449 §4.3 that needs no store.
 
+use std::borrow::Borrow;
+
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -125,11 +127,44 @@ pub fn verify_dpop_proof(
 /// [`verify_dpop_proof`] with the proof key read from the `jwk` header by `key_of`, which
 /// must validate it exactly as [`PublicJwk::from_json`] does — for example a cache, keyed by
 /// the whole `jwk` object, of keys that function accepted (a client reuses its DPoP key).
-pub fn verify_dpop_proof_with(
+pub fn verify_dpop_proof_with<K: Borrow<PublicJwk>>(
     proof: &str,
     expect: &DpopExpectation<'_>,
     limits: &JoseLimits,
-    key_of: impl FnOnce(&Value) -> Result<PublicJwk, JwkError>,
+    key_of: impl FnOnce(&Value) -> Result<K, JwkError>,
+) -> Result<DpopProof, JoseError> {
+    let ath = expect.access_token.map(AccessTokenRef::Token);
+    verify(proof, expect, limits, ath, key_of)
+}
+
+/// [`verify_dpop_proof_with`] for a resource server that already holds the SHA-256 of the
+/// access token presented with the proof (a gate keys its verified-token cache by it), so the
+/// token is not hashed twice: `ath` is required and must be the base64url encoding of
+/// `access_token_sha256` (RFC 9449 §4.3 check 12). `expect.access_token` is not read.
+pub fn verify_dpop_proof_for_token_hash<K: Borrow<PublicJwk>>(
+    proof: &str,
+    expect: &DpopExpectation<'_>,
+    limits: &JoseLimits,
+    access_token_sha256: &[u8; 32],
+    key_of: impl FnOnce(&Value) -> Result<K, JwkError>,
+) -> Result<DpopProof, JoseError> {
+    let ath = Some(AccessTokenRef::Sha256(access_token_sha256));
+    verify(proof, expect, limits, ath, key_of)
+}
+
+/// The access token a proof must be bound to by `ath`: itself, or its SHA-256.
+#[derive(Clone, Copy)]
+enum AccessTokenRef<'a> {
+    Token(&'a str),
+    Sha256(&'a [u8; 32]),
+}
+
+fn verify<K: Borrow<PublicJwk>>(
+    proof: &str,
+    expect: &DpopExpectation<'_>,
+    limits: &JoseLimits,
+    access_token: Option<AccessTokenRef<'_>>,
+    key_of: impl FnOnce(&Value) -> Result<K, JwkError>,
 ) -> Result<DpopProof, JoseError> {
     // (2) "The DPoP HTTP request header field value is a single and well-formed JWT."
     let unverified = Unverified::parse(proof, limits)?;
@@ -142,6 +177,7 @@ pub fn verify_dpop_proof_with(
         .get("jwk")
         .ok_or(JoseError::MissingHeader { name: "jwk" })?;
     let key = key_of(jwk).map_err(JoseError::InvalidProofKey)?;
+    let key: &PublicJwk = key.borrow();
 
     // (4) "The typ JOSE Header Parameter has the value dpop+jwt."
     // (5) "The alg JOSE Header Parameter indicates a registered asymmetric digital signature
@@ -149,7 +185,7 @@ pub fn verify_dpop_proof_with(
     // acceptable per local policy."
     // (6) "The JWT signature verifies with the public key contained in the jwk JOSE Header
     // Parameter."
-    let verified = unverified.verify(JwtKind::DpopProof, &key)?;
+    let verified = unverified.verify(JwtKind::DpopProof, key)?;
     let claims = verified.claims();
 
     // (3) "All required claims per Section 4.2 are contained in the JWT."
@@ -198,15 +234,19 @@ pub fn verify_dpop_proof_with(
     // that the value of the ath claim equals the hash of that access token, and confirm that
     // the public key to which the access token is bound matches the public key from the DPoP
     // proof." The second half is `DpopProof::check_binding`, with the token's `cnf.jkt`.
-    if let Some(access_token) = expect.access_token {
+    if let Some(access_token) = access_token {
         let ath = req_str(claims, "ath")?;
-        if ath != access_token_hash(access_token) {
+        let expected = match access_token {
+            AccessTokenRef::Token(token) => access_token_hash(token),
+            AccessTokenRef::Sha256(hash) => b64url(hash),
+        };
+        if ath != expected {
             return Err(JoseError::AccessTokenHashMismatch);
         }
     }
 
     Ok(DpopProof {
-        jkt: key.thumbprint(),
+        jkt: key.thumbprint_str().to_owned(),
         jti: jti.to_owned(),
         iat,
     })

@@ -1,15 +1,16 @@
 //! Compact JWS (RFC 7515 §7.1) signing and the two-step parse-then-verify pipeline.
 
-use ed25519_dalek::{Signature, Signer, SigningKey};
+use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{Map, Value};
 
-use crate::encoding::{b64url, b64url_decode};
+use crate::encoding::b64url;
 use crate::json::parse_strict;
 use crate::jwk::PublicJwk;
 
 use super::claims::{req_identifier, req_str};
 use super::error::shown;
 use super::{Algorithm, JoseError, JoseLimits, JwtKind};
+use super::{b64, ed25519};
 
 /// Headers that name or carry a key. Keys come from our registry or configuration, never from
 /// the token (SECURITY.md, line 2); a DPoP proof's own `jwk` is the one exception.
@@ -88,11 +89,16 @@ impl Unverified {
         let header = object(h, "header", limits)?;
         check_header(&header)?;
         let claims = object(p, "payload", limits)?;
-        let signature = b64url_decode(s).ok_or(JoseError::Base64 {
+        let signature = b64::decode(s).ok_or(JoseError::Base64 {
             segment: "signature",
         })?;
+        // The signing input is the token up to its second dot.
+        let signing_input = token
+            .get(..h.len() + 1 + p.len())
+            .ok_or(JoseError::SegmentCount)?
+            .to_owned();
         Ok(Self {
-            signing_input: format!("{h}.{p}"),
+            signing_input,
             signature,
             header,
             claims,
@@ -175,12 +181,10 @@ impl Unverified {
             .as_slice()
             .try_into()
             .map_err(|_| JoseError::BadSignature)?;
-        key.verifying_key()
-            .verify_strict(
-                self.signing_input.as_bytes(),
-                &Signature::from_bytes(&bytes),
-            )
-            .map_err(|_| JoseError::BadSignature)?;
+        // `ed25519::verify_strict` accepts exactly what `VerifyingKey::verify_strict` does.
+        if !ed25519::verify_strict(key, self.signing_input.as_bytes(), &bytes) {
+            return Err(JoseError::BadSignature);
+        }
         Ok(Verified {
             kind,
             header: self.header,
@@ -247,7 +251,7 @@ fn object(
     segment: &'static str,
     limits: &JoseLimits,
 ) -> Result<Map<String, Value>, JoseError> {
-    let bytes = b64url_decode(segment_b64).ok_or(JoseError::Base64 { segment })?;
+    let bytes = b64::decode(segment_b64).ok_or(JoseError::Base64 { segment })?;
     match parse_strict(&bytes, limits.max_json_depth) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(JoseError::NotAnObject { segment }),

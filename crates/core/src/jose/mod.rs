@@ -42,8 +42,10 @@
 
 mod access_token;
 mod assertion;
+mod b64;
 mod claims;
 mod dpop;
+mod ed25519;
 mod error;
 mod htu;
 mod jws;
@@ -61,7 +63,7 @@ pub use assertion::{
 pub use claims::{MAX_IDENTIFIER_BYTES, MAX_NUMERIC_DATE};
 pub use dpop::{
     DEFAULT_DPOP_FUTURE_LEEWAY_SECS, DEFAULT_DPOP_MAX_AGE_SECS, DpopExpectation, DpopProof,
-    access_token_hash, verify_dpop_proof, verify_dpop_proof_with,
+    access_token_hash, verify_dpop_proof, verify_dpop_proof_for_token_hash, verify_dpop_proof_with,
 };
 pub use error::JoseError;
 pub use jws::{Unverified, Verified, sign, sign_with_jwk};
