@@ -23,8 +23,30 @@ use serde_json::{Value, json};
 
 const ADMIN: &str = "mnd_bench_bootstrap_key_0123456789abcdef";
 const CONCURRENCY: usize = 16;
+/// Requests per measurement (`EXCHANGE_REQUESTS` overrides).
 const REQUESTS: usize = 1_500;
+/// Measurements per series (`EXCHANGE_RUNS` overrides).
 const RUNS: usize = 3;
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// CPU time of this process (server and client together), seconds, from `/proc/self/stat`.
+fn process_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of proc(5) (utime, stime) are the 12th and 13th after the name.
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| f.get(i)?.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0
+}
 const CRM: &str = "https://crm.example.com";
 const BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
@@ -114,10 +136,12 @@ impl Ctx {
     }
 }
 
-/// Sends pre-built requests with `CONCURRENCY` in flight; returns requests per second.
-async fn drive(ctx: Arc<Ctx>, requests: Vec<(Vec<(&'static str, String)>, String)>) -> f64 {
+/// Sends pre-built requests with `CONCURRENCY` in flight; returns requests per second and
+/// requests per CPU-second of this process.
+async fn drive(ctx: Arc<Ctx>, requests: Vec<(Vec<(&'static str, String)>, String)>) -> (f64, f64) {
     let queue = Arc::new(tokio::sync::Mutex::new(requests));
     let n = queue.lock().await.len();
+    let cpu = process_cpu();
     let start = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..CONCURRENCY {
@@ -135,7 +159,9 @@ async fn drive(ctx: Arc<Ctx>, requests: Vec<(Vec<(&'static str, String)>, String
     for w in workers {
         w.await.unwrap();
     }
-    n as f64 / start.elapsed().as_secs_f64()
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = (process_cpu() - cpu).max(0.01);
+    (n as f64 / wall, n as f64 / cpu)
 }
 
 fn main() {
@@ -180,31 +206,50 @@ fn main() {
             assert_eq!(s, 200, "{body}");
             held.push(body["access_token"].as_str().unwrap().to_owned());
         }
-        let mut results: Vec<(String, Vec<f64>)> = vec![("root issuance (client_credentials)".into(), vec![]), ("exchange at depth 1 → 2".into(), vec![]), ("exchange at depth 2 → 3".into(), vec![]), ("exchange at depth 3 → 4".into(), vec![])];
-        for run in 0..RUNS as u64 {
+        let (requests, runs) = (env_or("EXCHANGE_REQUESTS", REQUESTS), env_or("EXCHANGE_RUNS", RUNS));
+        let mut results: Vec<(String, Vec<f64>, Vec<f64>)> = vec![("root issuance (client_credentials)".into(), vec![], vec![]), ("exchange at depth 1 → 2".into(), vec![], vec![]), ("exchange at depth 2 → 3".into(), vec![], vec![]), ("exchange at depth 3 → 4".into(), vec![], vec![])];
+        // `EXCHANGE_ONLY=0` (root) or `=13` (depths 1 and 3)…: run only those series (profiling).
+        let only = std::env::var("EXCHANGE_ONLY").ok();
+        for run in 0..runs as u64 {
             // Root issuance.
             let t = now();
-            let reqs: Vec<_> = (0..REQUESTS as u64).map(|i| {
+            if only.as_deref().is_some_and(|o| !o.contains('0')) {
+                results[0].1.push(1.0);
+                results[0].2.push(1.0);
+            } else {
+            let reqs: Vec<_> = (0..requests as u64).map(|i| {
                 let form = vec![("grant_type", "client_credentials".to_owned()), ("client_assertion_type", BEARER.to_owned()), ("client_assertion", ctx.assertion(&chain[0], t, i, 100 + run))];
                 (form, ctx.proof(&chain[0].key, t, i, 200 + run))
             }).collect();
-            results[0].1.push(drive(ctx.clone(), reqs).await);
+            let (rate, per_cpu) = drive(ctx.clone(), reqs).await;
+            results[0].1.push(rate);
+            results[0].2.push(per_cpu);
+            }
             for d in 0..3 {
+                if only.as_deref().is_some_and(|o| !o.contains(char::from(b'1' + d as u8))) {
+                    continue;
+                }
                 let t = now();
-                let reqs: Vec<_> = (0..REQUESTS as u64).map(|i| {
+                let reqs: Vec<_> = (0..requests as u64).map(|i| {
                     let salt = 1000 * (run + 1) + d as u64;
                     let consent = jose::sign(JwtKind::ActorToken, Some(&b.kid()), Algorithm::EdDSA, &json!({"iss": b.id, "sub": b.id, "aud": ctx.issuer, "exp": t + 200, "jti": nonce(i, salt), "delegator": chain[d].id}), &b.key);
                     (exchange_form(&ctx, &chain[d], &held[d], &consent, t, i, salt + 50), ctx.proof(&chain[d].key, t, i, salt + 70))
                 }).collect();
-                results[d + 1].1.push(drive(ctx.clone(), reqs).await);
+                let (rate, per_cpu) = drive(ctx.clone(), reqs).await;
+                results[d + 1].1.push(rate);
+                results[d + 1].2.push(per_cpu);
             }
         }
         let median = |v: &mut Vec<f64>| { v.sort_by(f64::total_cmp); v[v.len() / 2] };
         let root = median(&mut results[0].1.clone());
-        println!("== exchange throughput (medians of {RUNS} runs, {REQUESTS} requests each, {CONCURRENCY} in flight)");
-        for (name, v) in &mut results {
-            let m = median(v);
-            println!("{name:<40} {m:>8.0} tokens/s   {:>5.0}% of root issuance", 100.0 * m / root);
+        let root_cpu = median(&mut results[0].2.clone());
+        println!("== exchange throughput (medians of {runs} runs, {requests} requests each, {CONCURRENCY} in flight)");
+        for (name, v, c) in &mut results {
+            if v.is_empty() {
+                continue;
+            }
+            let (m, mc) = (median(v), median(c));
+            println!("{name:<40} {m:>8.0} tokens/s {:>5.0}% of root   {mc:>8.0} per process CPU-s {:>5.0}% of root", 100.0 * m / root, 100.0 * mc / root_cpu);
         }
         server.stop().await;
     });

@@ -197,9 +197,22 @@ fn insert_delegation(c: &Connection, d: &Delegation) -> Result<(), StoreError> {
         Delegator::Agent(a) => ("agent", a.as_str().to_owned()),
     };
     if let Some(parent) = &d.parent {
-        let p = read::delegation(c, &d.tenant, parent)?
-            .ok_or_else(|| StoreError::NotFound(format!("delegation `{parent}`")))?;
-        if p.status != DelegationStatus::Active || p.expires_at <= d.created_at {
+        let p: Option<(String, i64)> = c
+            .prepare_cached(
+                "SELECT status, expires_at FROM delegations WHERE tenant = ?1 AND id = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![d.tenant.as_str(), parent.as_str()], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+            })
+            .map_err(unavailable)?;
+        let (status, expires_at) =
+            p.ok_or_else(|| StoreError::NotFound(format!("delegation `{parent}`")))?;
+        if read::enum_from::<DelegationStatus>(&status)? != DelegationStatus::Active
+            || expires_at <= d.created_at
+        {
             return Err(StoreError::Conflict(format!(
                 "delegation `{parent}` is no longer active"
             )));
@@ -262,14 +275,7 @@ fn issue_token(c: &Connection, t: &TokenRecord, now: i64) -> Result<(), StoreErr
             t.agent
         )));
     }
-    for d in read::chain(c, &t.tenant, &t.delegation)? {
-        if d.status != DelegationStatus::Active || d.expires_at <= now {
-            return Err(StoreError::Conflict(format!(
-                "delegation `{}` is no longer active",
-                d.id
-            )));
-        }
-    }
+    chain_active(c, &t.tenant, &t.delegation, now)?;
     c.prepare_cached(
         "INSERT INTO tokens (jti, tenant, delegation, agent, jkt, issued_at, expires_at, status, \
          status_idx) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -288,6 +294,46 @@ fn issue_token(c: &Connection, t: &TokenRecord, now: i64) -> Result<(), StoreErr
         ])
     })
     .map_err(|e| on_insert(e, || "token id collision".to_owned()))?;
+    Ok(())
+}
+
+/// Every delegation from `id` up to its mandate is active and unexpired at `now` (a conflict
+/// naming the first that is not). Reads only the columns it checks, link by link, bounded by
+/// the depth hard cap like `read::chain`.
+fn chain_active(
+    c: &Connection,
+    tenant: &TenantId,
+    id: &DelegationId,
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT parent, status, expires_at FROM delegations WHERE tenant = ?1 AND id = ?2",
+        )
+        .map_err(unavailable)?;
+    let mut next = Some(id.as_str().to_owned());
+    let mut links = 0usize;
+    while let Some(id) = next {
+        if links > usize::from(mandate_core::scope::MAX_DEPTH_HARD_CAP) {
+            return Err(read::corrupt("delegation chain longer than the hard cap"));
+        }
+        links += 1;
+        let (parent, status, expires_at): (Option<String>, String, i64) = stmt
+            .query_row(params![tenant.as_str(), id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()
+            .map_err(unavailable)?
+            .ok_or_else(|| read::corrupt("delegation chain has a missing link"))?;
+        if read::enum_from::<DelegationStatus>(&status)? != DelegationStatus::Active
+            || expires_at <= now
+        {
+            return Err(StoreError::Conflict(format!(
+                "delegation `{id}` is no longer active"
+            )));
+        }
+        next = parent;
+    }
     Ok(())
 }
 

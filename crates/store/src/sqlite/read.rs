@@ -528,12 +528,8 @@ pub(crate) fn active_mandates(
 pub(crate) fn client(c: &Connection, id: &str) -> Result<Option<Client>, StoreError> {
     if let Ok(aid) = AgentId::parse(id) {
         let tenant: Option<String> = c
-            .query_row(
-                "SELECT tenant FROM agents WHERE id = ?1",
-                params![aid.as_str()],
-                |r| r.get(0),
-            )
-            .optional()
+            .prepare_cached("SELECT tenant FROM agents WHERE id = ?1")
+            .and_then(|mut s| s.query_row(params![aid.as_str()], |r| r.get(0)).optional())
             .map_err(unavailable)?;
         let Some(t) = tenant else { return Ok(None) };
         let t = TenantId::parse(&t).map_err(|_| corrupt("tenant id"))?;
@@ -541,12 +537,8 @@ pub(crate) fn client(c: &Connection, id: &str) -> Result<Option<Client>, StoreEr
     }
     if let Ok(gid) = GateId::parse(id) {
         let tenant: Option<String> = c
-            .query_row(
-                "SELECT tenant FROM gates WHERE id = ?1",
-                params![gid.as_str()],
-                |r| r.get(0),
-            )
-            .optional()
+            .prepare_cached("SELECT tenant FROM gates WHERE id = ?1")
+            .and_then(|mut s| s.query_row(params![gid.as_str()], |r| r.get(0)).optional())
             .map_err(unavailable)?;
         let Some(t) = tenant else { return Ok(None) };
         let t = TenantId::parse(&t).map_err(|_| corrupt("tenant id"))?;
@@ -558,11 +550,12 @@ pub(crate) fn client(c: &Connection, id: &str) -> Result<Option<Client>, StoreEr
 /// A token with its chain and agent, in whichever tenant it lives.
 pub(crate) fn token_view(c: &Connection, jti: &str) -> Result<Option<TokenView>, StoreError> {
     let row = c
-        .query_row(
+        .prepare_cached(
             "SELECT tenant, delegation, agent, jkt, issued_at, expires_at, status, status_idx \
              FROM tokens WHERE jti = ?1",
-            params![jti],
-            |r| {
+        )
+        .and_then(|mut s| {
+            s.query_row(params![jti], |r| {
                 Ok(TokenRow {
                     tenant: r.get(0)?,
                     delegation: r.get(1)?,
@@ -573,9 +566,9 @@ pub(crate) fn token_view(c: &Connection, jti: &str) -> Result<Option<TokenView>,
                     status: r.get(6)?,
                     status_idx: r.get(7)?,
                 })
-            },
-        )
-        .optional()
+            })
+            .optional()
+        })
         .map_err(unavailable)?;
     let Some(row) = row else {
         return Ok(None);
@@ -630,12 +623,11 @@ pub(crate) fn agent_status(
     id: &AgentId,
 ) -> Result<Option<crate::AgentStatus>, StoreError> {
     let s: Option<String> = c
-        .query_row(
-            "SELECT status FROM agents WHERE tenant = ?1 AND id = ?2",
-            params![tenant.as_str(), id.as_str()],
-            |r| r.get(0),
-        )
-        .optional()
+        .prepare_cached("SELECT status FROM agents WHERE tenant = ?1 AND id = ?2")
+        .and_then(|mut s| {
+            s.query_row(params![tenant.as_str(), id.as_str()], |r| r.get(0))
+                .optional()
+        })
         .map_err(unavailable)?;
     s.as_deref().map(enum_from).transpose()
 }

@@ -1,10 +1,125 @@
 //! Sub-delegation by token exchange (RFC 8693; DESIGN §4 grant 2).
 use super::*;
 
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use sha2::{Digest, Sha256};
+
 /// RFC 8693 §3: the actor token type of a sub-agent's signed consent.
 pub(super) const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 
 pub(super) type Refusal = (TokenError, Option<Delegation>);
+
+/// What a subject token's verification yields that an exchange uses.
+struct SubjectClaims {
+    client_id: String,
+    jkt: String,
+    jti: String,
+}
+
+/// Access tokens this server signed and issued, by the SHA-256 of their exact bytes.
+///
+/// An exchange presents one of our own access tokens as its subject token. Verifying its
+/// Ed25519 signature again proves only that these bytes are what one of our keys signed, which
+/// this table already records: an entry is added after the token's issuance is committed, and a
+/// hit is accepted only if the signing key is still one this server verifies with at that moment
+/// (`KeyRing::find`, the same test the signature path applies) and the claims' validity window
+/// holds exactly as RFC 9068 §4 validation would check it. Everything else — revocation,
+/// expiry of the chain, agent status — is still read from the store and re-checked at commit.
+/// Bounded: two generations of at most `SIGNED_GENERATION` entries each; a miss falls back to
+/// full signature verification.
+struct SignedTokens {
+    current: HashMap<[u8; 32], Arc<SignedToken>>,
+    previous: HashMap<[u8; 32], Arc<SignedToken>>,
+}
+
+/// The verified content of a token this server signed.
+struct SignedToken {
+    /// The signing key: its id and public key bytes.
+    kid: String,
+    key: [u8; 32],
+    iss: String,
+    iat: i64,
+    nbf: i64,
+    exp: i64,
+    client_id: String,
+    jkt: String,
+    jti: String,
+}
+
+const SIGNED_GENERATION: usize = 8_192;
+
+static SIGNED: LazyLock<Mutex<SignedTokens>> = LazyLock::new(|| {
+    Mutex::new(SignedTokens {
+        current: HashMap::new(),
+        previous: HashMap::new(),
+    })
+});
+
+fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Records an access token this server has just signed and committed.
+pub(super) fn remember_signed(token: &str, claims: &AccessTokenClaims, kid: String, key: [u8; 32]) {
+    let entry = Arc::new(SignedToken {
+        kid,
+        key,
+        iss: claims.iss.clone(),
+        iat: claims.iat,
+        nbf: claims.nbf,
+        exp: claims.exp,
+        client_id: claims.client_id.clone(),
+        jkt: claims.cnf.jkt.clone(),
+        jti: claims.jti.clone(),
+    });
+    let digest = token_digest(token);
+    if let Ok(mut t) = SIGNED.lock() {
+        if t.current.len() >= SIGNED_GENERATION {
+            t.previous = std::mem::take(&mut t.current);
+        }
+        t.current.insert(digest, entry);
+    }
+}
+
+/// The subject token's claims: from the table of tokens we signed when it is there and still
+/// acceptable, else by full verification (signature with our keys, RFC 9068 §4 claims).
+fn subject_claims(state: &AppState, token: &str) -> Option<SubjectClaims> {
+    let digest = token_digest(token);
+    let hit = SIGNED.lock().ok().and_then(|t| {
+        t.current
+            .get(&digest)
+            .or_else(|| t.previous.get(&digest))
+            .cloned()
+    });
+    if let Some(s) = hit {
+        let now = state.now();
+        let expect = AccessTokenExpectation::new(&state.issuer, None, now / 1000);
+        let key_ok = state
+            .keys
+            .find(&s.kid, now)
+            .is_some_and(|k| k.public().bytes() == s.key);
+        // The checks of `AccessTokenClaims::from_verified` (RFC 7519 §4.1.4, §4.1.5).
+        let window_ok = s.exp > expect.now.saturating_sub(expect.leeway)
+            && s.nbf <= expect.now.saturating_add(expect.leeway)
+            && s.iat <= expect.now.saturating_add(expect.leeway);
+        if !(key_ok && window_ok && s.iss == expect.issuer) {
+            return None;
+        }
+        return Some(SubjectClaims {
+            client_id: s.client_id.clone(),
+            jkt: s.jkt.clone(),
+            jti: s.jti.clone(),
+        });
+    }
+    let claims = verify_access_token(state, token)?;
+    Some(SubjectClaims {
+        client_id: claims.client_id,
+        jkt: claims.cnf.jkt,
+        jti: claims.jti,
+    })
+}
 
 /// DESIGN §4 grant 2: the caller delegates part of its authority to a sub-agent.
 ///
@@ -26,11 +141,11 @@ pub(super) async fn sub_delegate(
         .get("subject_token")
         .ok_or_else(|| (bad("`subject_token` is required"), None))?;
     let claims =
-        verify_access_token(state, subject).ok_or_else(|| grant_err("invalid subject token"))?;
+        subject_claims(state, subject).ok_or_else(|| grant_err("invalid subject token"))?;
     if claims.client_id != caller.id.as_str() {
         return Err(grant_err("the subject token was issued to another agent"));
     }
-    if claims.cnf.jkt != proof.jkt() {
+    if claims.jkt != proof.jkt() {
         return Err(grant_err(
             "the DPoP proof must be made with the key the subject token is bound to",
         ));
@@ -177,7 +292,7 @@ pub(super) async fn sub_delegate(
         .map_err(|e| with_parent(attenuation_error(&e)))?;
     let scope = terms.scope().clone();
     let locations = scope_locations(&scope);
-    let aud = match (form.all("resource"), locations) {
+    let aud = match (form.all("resource"), locations.clone()) {
         (r, _) if !r.is_empty() => {
             let mut out = Vec::new();
             for x in r {
@@ -199,7 +314,7 @@ pub(super) async fn sub_delegate(
             )));
         }
     };
-    if scope_locations(&scope).is_some_and(|l| aud.iter().any(|a| !l.contains(a))) {
+    if locations.is_some_and(|l| aud.iter().any(|a| !l.contains(a))) {
         return Err(with_parent(TokenError::new(
             Code::InvalidTarget,
             "`resource` is not granted by the delegation",
@@ -246,7 +361,7 @@ pub(super) async fn sub_delegate(
         digest,
         human_signature: None,
     };
-    let mut chain = view.chain.clone();
+    let mut chain = view.chain;
     chain.push(delegation.clone());
     let now_secs = now / 1000;
     let Minted {
@@ -254,6 +369,8 @@ pub(super) async fn sub_delegate(
         claims: token_claims,
         record,
         human,
+        kid,
+        key,
     } = mint(state, &sub, &chain, &scope, aud.clone(), jkt, now)
         .await
         .map_err(&with_parent)?;
@@ -311,7 +428,7 @@ pub(super) async fn sub_delegate(
         )
         .await;
     match committed {
-        Ok(_) => {}
+        Ok(_) => remember_signed(&access_token, &token_claims, kid, key),
         Err(StoreError::Conflict(msg)) => return Err(with_parent(conflict_error(&msg))),
         Err(e) => return Err((e.into(), None)),
     }

@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 use crate::error::{TokenError, TokenErrorCode as Code};
 use crate::state::{AppState, random};
 
-use exchange::sub_delegate;
+use exchange::{remember_signed, sub_delegate};
 pub use introspection::{introspect, revoke};
 use introspection::{is_active, verify_access_token};
 use status::status_claim;
@@ -304,6 +304,8 @@ async fn token_inner(
         claims,
         record,
         human,
+        kid,
+        key,
     } = mint(
         state,
         &agent,
@@ -337,7 +339,7 @@ async fn token_inner(
         )
         .await;
     match committed {
-        Ok(_) => {}
+        Ok(_) => remember_signed(&access_token, &claims, kid, key),
         Err(StoreError::Conflict(msg)) => {
             // Replay, or the delegation/agent was revoked between the checks and the commit.
             let e = conflict_error(&msg);
@@ -731,6 +733,9 @@ struct Minted {
     record: TokenRecord,
     /// The human at the root of the chain (`sub`).
     human: String,
+    /// The signing key: its id and public key bytes.
+    kid: String,
+    key: [u8; 32],
 }
 
 /// RFC 9068 §2.2 and DESIGN §4: signs an access token for `agent` under the last delegation of
@@ -785,9 +790,10 @@ async fn mint(
             .then(|| delegation.prohibitions.clone()),
     };
     let key = state.keys.current();
+    let kid = key.kid();
     let token = jose::sign(
         JwtKind::AccessToken,
-        Some(&key.kid()),
+        Some(&kid),
         state.policy.alg,
         &claims.to_value(),
         key.signing_key(),
@@ -808,6 +814,8 @@ async fn mint(
         claims,
         record,
         human,
+        kid,
+        key: key.public().bytes(),
     })
 }
 
