@@ -445,13 +445,13 @@ resource = "customers/{{arguments.customer_id}}"
         (r.status().as_u16(), r.json().await.unwrap())
     }
 
-    /// Waits until the gate's event stream from the authority is connected and its status
-    /// lists are settled (a connection marks them for refetch; one request refetches them).
+    /// Waits until the gate's event stream from the authority is connected and a status list
+    /// is cached (call it after a first request with a token: that request fetches its list).
     pub async fn wait_events_connected(&self) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             let (_, body) = self.gate_health().await;
-            if body["events_connected"] == true {
+            if body["events_connected"] == true && body["status_lists_age_ms"].is_u64() {
                 return;
             }
             assert!(

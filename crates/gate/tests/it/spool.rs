@@ -59,7 +59,16 @@ async fn decisions_made_while_the_authority_is_away_are_shipped_later_exactly_on
     let token = w.token(&dpop).await;
     // Warm up (the token is verified and cached, the status list fetched once the event stream
     // is connected — a connection marks lists for refetch), then cut the authority off.
+    assert_eq!(
+        w.request(Method::GET, "/tickets/0", &token, &dpop)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     w.wait_events_connected().await;
+    // A request after the connection settled, so the cached list is not marked for refetch.
     assert_eq!(
         w.request(Method::GET, "/tickets/0", &token, &dpop)
             .send()
@@ -113,6 +122,14 @@ async fn decisions_made_while_the_authority_is_away_are_shipped_later_exactly_on
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_reports_the_freshness_of_revocation_data() {
     let w = World::new().await;
+    let dpop = Dpop::new(82);
+    let token = w.token(&dpop).await;
+    let resp = w
+        .request(Method::GET, "/tickets/1", &token, &dpop)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
     w.wait_events_connected().await;
     let (status, body) = w.gate_health().await;
     assert_eq!(status, 200, "{body}");
