@@ -15,7 +15,8 @@ async fn two_decisions(w: &World, token: &str, dpop: &Dpop) -> Vec<String> {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 200);
+    let status = resp.status();
+    assert_eq!(status, 200, "{}", resp.text().await.unwrap_or_default());
     let allowed = w.upstream.last().headers["x-mandate-receipt"]
         .to_str()
         .unwrap()
