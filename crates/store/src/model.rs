@@ -4,6 +4,8 @@ use mandate_core::id::{AgentId, ApiKeyId, ApprovalId, DelegationId, GateId, Huma
 use mandate_core::jwk::PublicJwk;
 use serde::{Deserialize, Serialize};
 
+use crate::StoreError;
+
 /// An organisation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tenant {
@@ -143,6 +145,54 @@ pub struct Agent {
     pub created_at: i64,
     /// Unix ms of last authenticated use.
     pub last_seen_at: Option<i64>,
+}
+
+impl Agent {
+    /// The status `to` leads to (DESIGN §5): suspend an active agent, resume a suspended one,
+    /// revoke either; revocation is final. The same rule for every engine.
+    pub(crate) fn next_status(&self, to: AgentTransition) -> Result<AgentStatus, StoreError> {
+        let id = &self.id;
+        match (self.status, to) {
+            (AgentStatus::Revoked, _) => Err(StoreError::Conflict(format!(
+                "agent `{id}` is revoked; revocation is final"
+            ))),
+            (AgentStatus::Active, AgentTransition::Suspend) => Ok(AgentStatus::Suspended),
+            (AgentStatus::Suspended, AgentTransition::Resume) => Ok(AgentStatus::Active),
+            (_, AgentTransition::Revoke) => Ok(AgentStatus::Revoked),
+            (AgentStatus::Suspended, AgentTransition::Suspend) => Err(StoreError::Conflict(
+                format!("agent `{id}` is already suspended"),
+            )),
+            (AgentStatus::Active, AgentTransition::Resume) => Err(StoreError::Conflict(format!(
+                "agent `{id}` is not suspended"
+            ))),
+        }
+    }
+
+    /// Whether key `kid` may be retired: it exists, is not retired yet, and is not the last
+    /// active key of an agent that is not revoked; returns that key. The same rule for every
+    /// engine.
+    pub(crate) fn check_retire_key(&self, kid: &str) -> Result<&KeyRecord, StoreError> {
+        let Some(key) = self.keys.iter().find(|k| k.kid == kid) else {
+            return Err(StoreError::NotFound(format!("key `{kid}`")));
+        };
+        if key.status == KeyStatus::Retired {
+            return Err(StoreError::Conflict(format!(
+                "key `{kid}` is already retired"
+            )));
+        }
+        let active = self
+            .keys
+            .iter()
+            .filter(|k| k.status == KeyStatus::Active)
+            .count();
+        if active <= 1 && self.status != AgentStatus::Revoked {
+            return Err(StoreError::Conflict(format!(
+                "key `{kid}` is the last active key of agent `{}`; add another key first or revoke the agent",
+                self.id
+            )));
+        }
+        Ok(key)
+    }
 }
 
 /// A gate (resource server) registered as a client.

@@ -629,26 +629,7 @@ async fn transition_agent(
     at: i64,
 ) -> Result<AppliedValue, StoreError> {
     let mut agent = existing_agent(c, tenant, id).await?;
-    let next = match (agent.status, to) {
-        (AgentStatus::Revoked, _) => {
-            return Err(StoreError::Conflict(format!(
-                "agent `{id}` is revoked; revocation is final"
-            )));
-        }
-        (AgentStatus::Active, AgentTransition::Suspend) => AgentStatus::Suspended,
-        (AgentStatus::Suspended, AgentTransition::Resume) => AgentStatus::Active,
-        (_, AgentTransition::Revoke) => AgentStatus::Revoked,
-        (AgentStatus::Suspended, AgentTransition::Suspend) => {
-            return Err(StoreError::Conflict(format!(
-                "agent `{id}` is already suspended"
-            )));
-        }
-        (AgentStatus::Active, AgentTransition::Resume) => {
-            return Err(StoreError::Conflict(format!(
-                "agent `{id}` is not suspended"
-            )));
-        }
-    };
+    let next = agent.next_status(to)?;
     if next == AgentStatus::Active && owner_is_revoked(c, &agent).await? {
         return Err(StoreError::Conflict(format!(
             "the owner of agent `{id}` is revoked; assign a new owner before resuming"
@@ -695,24 +676,7 @@ async fn retire_agent_key(
     at: i64,
 ) -> Result<AppliedValue, StoreError> {
     let a = existing_agent(c, tenant, agent).await?;
-    let Some(key) = a.keys.iter().find(|k| k.kid == kid) else {
-        return Err(StoreError::NotFound(format!("key `{kid}`")));
-    };
-    if key.status == KeyStatus::Retired {
-        return Err(StoreError::Conflict(format!(
-            "key `{kid}` is already retired"
-        )));
-    }
-    let active = a
-        .keys
-        .iter()
-        .filter(|k| k.status == KeyStatus::Active)
-        .count();
-    if active <= 1 && a.status != AgentStatus::Revoked {
-        return Err(StoreError::Conflict(format!(
-            "key `{kid}` is the last active key of agent `{agent}`; add another key first or revoke the agent"
-        )));
-    }
+    let key = a.check_retire_key(kid)?;
     c.execute(
         "UPDATE keys SET status = 'retired', retired_at = $4 WHERE tenant = $1 AND owner = $2 \
          AND kid = $3",
